@@ -1,0 +1,1 @@
+"""Code shared by every TruLayer service: settings, wire schemas, Kafka, ClickHouse, Redis."""

@@ -1,0 +1,101 @@
+"""Follows ``trulayer.config`` from the beginning and keeps a :class:`ConfigState` current.
+
+Every replica reads every record (no consumer group). ``ready`` is set once the reader has
+caught up with the end offsets seen at start, so a service never answers from a partial view
+(an API key missing from a half-read log would wrongly be refused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from trulayer_common import topics
+from trulayer_common.config.entities import ConfigRecord
+from trulayer_common.config.state import ConfigState
+from trulayer_common.kafka import create_consumer, topic_partitions
+from trulayer_common.logging import get_logger
+from trulayer_common.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+
+class ConfigLogReader:
+    def __init__(self, settings: ServiceSettings, state: ConfigState | None = None) -> None:
+        self.settings = settings
+        self.state = state or ConfigState()
+        self.ready = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, timeout: float = 60.0) -> None:
+        """Start following and wait until caught up with the log as it is now."""
+        consumer = create_consumer(self.settings, group_id=None, client_id=f"{self.settings.service_name}-config")
+        await consumer.start()
+        self._consumer = consumer
+        partitions = await topic_partitions(self.settings, topics.CONFIG)
+        if not partitions:
+            await consumer.stop()
+            raise RuntimeError(f"topic {topics.CONFIG} does not exist: run the topic set-up first")
+        assigned = [TopicPartition(topics.CONFIG, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        end = await consumer.end_offsets(assigned)
+        self._task = asyncio.create_task(self._follow(dict(end)), name="config-log-reader")
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        except TimeoutError:
+            await self.stop()
+            raise RuntimeError("config log not caught up in time") from None
+        log.info("config_log_ready", records=self.state.records_applied)
+
+    async def _follow(self, end: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        pending = {tp: off for tp, off in end.items() if off > 0}
+        if not pending:
+            self.ready.set()
+        while True:
+            try:
+                batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker blip: keep the last good state and retry
+                log.warning("config_log_fetch_failed", error=str(exc))
+                await asyncio.sleep(0.5)
+                continue
+            for messages in batches.values():
+                for message in messages:
+                    self._apply(message.key, message.value)
+            if pending:
+                # Position, not the last offset seen: compaction may have removed the record
+                # just before the end offset.
+                for tp in list(pending):
+                    if await consumer.position(tp) >= pending[tp]:
+                        del pending[tp]
+                if not pending:
+                    self.ready.set()
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        if value is None:
+            if key is not None:
+                self.state.delete(key.decode())
+            return
+        try:
+            self.state.apply(ConfigRecord.model_validate_json(value))
+        except ValidationError as exc:
+            # A record from a newer control-engine: skip it rather than stop following.
+            log.error("config_record_invalid", key=key, error=str(exc))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None

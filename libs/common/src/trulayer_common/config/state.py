@@ -1,0 +1,59 @@
+"""In-memory materialisation of the config log: tenants, projects and API keys by hash."""
+
+from __future__ import annotations
+
+from trulayer_common.config.entities import ApiKey, ConfigRecord, Project, Tenant
+
+
+class ConfigState:
+    """Apply records in log order; lookups are dictionary reads (the gateway's hot path)."""
+
+    def __init__(self) -> None:
+        self.tenants: dict[str, Tenant] = {}
+        self.projects: dict[str, Project] = {}
+        self.api_keys: dict[str, ApiKey] = {}
+        self._keys_by_hash: dict[str, ApiKey] = {}
+        self._projects_by_name: dict[tuple[str, str], Project] = {}
+        self.records_applied = 0
+
+    def apply(self, record: ConfigRecord) -> None:
+        entity = record.entity
+        if isinstance(entity, Tenant):
+            self.tenants[entity.id] = entity
+        elif isinstance(entity, Project):
+            old = self.projects.get(entity.id)
+            if old is not None:
+                self._projects_by_name.pop((old.tenant_id, old.name), None)
+            self.projects[entity.id] = entity
+            self._projects_by_name[(entity.tenant_id, entity.name)] = entity
+        elif isinstance(entity, ApiKey):
+            self.api_keys[entity.id] = entity
+            self._keys_by_hash[entity.key_hash] = entity
+        self.records_applied += 1
+
+    def delete(self, key: str) -> None:
+        """A tombstone (null value) for ``<kind>:<id>``."""
+        kind, _, entity_id = key.partition(":")
+        if kind == "tenant":
+            self.tenants.pop(entity_id, None)
+        elif kind == "project":
+            old = self.projects.pop(entity_id, None)
+            if old is not None:
+                self._projects_by_name.pop((old.tenant_id, old.name), None)
+        elif kind == "api_key":
+            key_obj = self.api_keys.pop(entity_id, None)
+            if key_obj is not None:
+                self._keys_by_hash.pop(key_obj.key_hash, None)
+
+    def key_by_hash(self, key_hash: str) -> ApiKey | None:
+        return self._keys_by_hash.get(key_hash)
+
+    def project_of_tenant(self, tenant_id: str, id_or_name: str) -> Project | None:
+        """A project of this tenant named by id or by name."""
+        project = self.projects.get(id_or_name)
+        if project is not None and project.tenant_id == tenant_id:
+            return project
+        return self._projects_by_name.get((tenant_id, id_or_name))
+
+    def projects_of(self, tenant_id: str) -> list[Project]:
+        return [p for p in self.projects.values() if p.tenant_id == tenant_id]

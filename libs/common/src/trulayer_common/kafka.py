@@ -1,0 +1,104 @@
+"""Kafka producer factory (idempotent, acks=all), consumer factory, topic creation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from trulayer_common.logging import get_logger
+from trulayer_common.settings import ServiceSettings
+from trulayer_common.topics import TOPICS, TopicSpec
+
+log = get_logger(__name__)
+
+
+def create_producer(settings: ServiceSettings, *, client_id: str | None = None) -> AIOKafkaProducer:
+    """An idempotent producer: acks=all, so a completed send means the record is durable."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id or settings.service_name,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        max_request_size=settings.kafka_max_message_bytes,
+        request_timeout_ms=10_000,
+        metadata_max_age_ms=60_000,
+    )
+
+
+def create_consumer(
+    settings: ServiceSettings,
+    *topics: str,
+    group_id: str | None,
+    client_id: str | None = None,
+    auto_offset_reset: str = "earliest",
+) -> AIOKafkaConsumer:
+    """A consumer that never auto-commits: the caller commits after its writes succeeded."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id or settings.service_name,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset=auto_offset_reset,
+        max_partition_fetch_bytes=settings.kafka_max_message_bytes,
+        fetch_max_bytes=max(settings.kafka_max_message_bytes, 52_428_800),
+        fetch_max_wait_ms=100,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=2_000,
+        isolation_level="read_uncommitted",
+    )
+
+
+async def ensure_topics(settings: ServiceSettings, specs: Iterable[TopicSpec] = TOPICS) -> list[str]:
+    """Create the topics that do not exist yet with their explicit partition counts; idempotent."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=15_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile by another process
+                await admin.create_topics(
+                    [
+                        NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, topic_configs=s.config)
+                        for s in missing
+                    ]
+                )
+        return [s.name for s in missing]
+    finally:
+        await admin.close()
+
+
+async def wait_for_kafka(settings: ServiceSettings, timeout: float = 30.0) -> None:
+    """Fail fast at start: raise if the brokers do not answer within ``timeout`` seconds."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=5_000)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await admin.start()
+            await admin.close()
+            return
+        except Exception as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"Kafka at {settings.kafka_bootstrap_servers} is unreachable: {exc}") from exc
+            await asyncio.sleep(0.5)
+
+
+async def topic_partitions(settings: ServiceSettings, topic: str) -> list[int]:
+    """The partition ids of ``topic`` (empty when it does not exist), from the brokers' metadata."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    for item in described:
+        if item.get("topic") == topic and not item.get("error_code"):
+            return sorted(int(p["partition"]) for p in item.get("partitions", []))
+    return []

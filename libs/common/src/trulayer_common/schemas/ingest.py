@@ -1,0 +1,204 @@
+"""Ingest request models: TruLayer traces (with spans and events) and GuardLayer call records.
+
+Unknown fields are ignored (clients may be newer than us). Aliases accept the names that
+TruLayer and GuardLayer clients send (``start_time``/``started_at``, ``warning`` level, ...).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from trulayer_common.errors import ApiError
+
+MAX_BATCH = 100
+MAX_TAGS = 20
+MAX_TAG_CHARS = 64
+MAX_ID_CHARS = 256
+
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+NonNegative = Annotated[float, Field(ge=0)]
+TokenCount = Annotated[int, Field(ge=0)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, str_max_length=1_000_000)
+
+
+class EventRequest(_Wire):
+    id: Identifier | None = None
+    span_id: Identifier | None = None
+    level: Literal["info", "warn", "error"] = "info"
+    message: str
+    metadata: dict[str, Any] | None = None
+    timestamp: datetime | None = None
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.lower()
+            return {"warning": "warn", "debug": "info", "critical": "error", "fatal": "error"}.get(value, value)
+        return value
+
+
+class SpanRequest(_Wire):
+    id: Identifier | None = None
+    parent_span_id: Identifier | None = None
+    name: Annotated[str, Field(min_length=1, max_length=1024)]
+    type: Literal["llm", "tool", "retrieval", "other"] = Field(default="other", alias="type")
+    input: Any = None
+    output: Any = None
+    model: str | None = None
+    latency_ms: NonNegative | None = None
+    cost: NonNegative | None = None
+    error: str | None = None
+    prompt_tokens: TokenCount | None = None
+    completion_tokens: TokenCount | None = None
+    metadata: dict[str, Any] | None = None
+    start_time: datetime | None = Field(default=None, validation_alias="start_time")
+    end_time: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if data.get("type") == "default" or data.get("type") is None:
+                data = {**data, "type": "other"}
+            for old, new in (("started_at", "start_time"), ("ended_at", "end_time"), ("span_type", "type")):
+                if old in data and new not in data:
+                    data = {**data, new: data[old]}
+        return data
+
+
+Tags = (
+    list[Annotated[str, Field(max_length=MAX_TAG_CHARS)]]
+    | dict[Annotated[str, Field(max_length=MAX_TAG_CHARS)], Annotated[str, Field(max_length=MAX_TAG_CHARS)]]
+)
+
+
+class TraceRequest(_Wire):
+    """One trace as TruLayer SDKs send it. GuardLayer's flat call fields are accepted too."""
+
+    id: Identifier | None = None
+    project_id: Annotated[str, Field(max_length=MAX_ID_CHARS)] | None = None
+    session_id: Annotated[str, Field(max_length=MAX_ID_CHARS)] | None = None
+    external_id: Annotated[str, Field(max_length=MAX_ID_CHARS)] | None = None
+    name: Annotated[str, Field(max_length=1024)] | None = None
+    input: Any = None
+    output: Any = None
+    model: str | None = None
+    latency_ms: NonNegative | None = None
+    cost: NonNegative | None = None
+    error: str | None = None
+    prompt_tokens: TokenCount | None = None
+    completion_tokens: TokenCount | None = None
+    tags: Tags | None = None
+    metadata: dict[str, Any] | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    spans: Annotated[list[SpanRequest], Field(max_length=10_000)] = Field(default_factory=list)
+    events: Annotated[list[EventRequest], Field(max_length=10_000)] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _guardlayer_fields(cls, data: Any) -> Any:
+        """Map GuardLayer's flat call fields and TruLayer's alternative names onto ours."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for old, new in (
+            ("tokens_in", "prompt_tokens"),
+            ("tokens_out", "completion_tokens"),
+            ("cost_usd", "cost"),
+            ("start_time", "started_at"),
+            ("end_time", "ended_at"),
+        ):
+            if old in out and out.get(new) is None:
+                out[new] = out[old]
+        status = out.get("status")
+        if isinstance(status, str) and status.lower() not in ("success", "ok") and not out.get("error"):
+            out["error"] = status
+        flags = out.get("guardrail_flags")
+        if flags:
+            out["metadata"] = {**(out.get("metadata") or {}), "guardrail_flags": flags}
+        return out
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_count(cls, value: list[str] | dict[str, str] | None) -> list[str] | dict[str, str] | None:
+        if value is not None and len(value) > MAX_TAGS:
+            raise ValueError(f"at most {MAX_TAGS} tags")
+        return value
+
+
+class GuardLayerCall(_Wire):
+    """GuardLayer's flat call record: ``model`` and ``latency_ms`` are required."""
+
+    id: Identifier | None = None
+    model: Annotated[str, Field(min_length=1, max_length=1024)]
+    latency_ms: NonNegative
+    tokens_in: TokenCount = 0
+    tokens_out: TokenCount = 0
+    cost_usd: NonNegative = 0.0
+    status: Annotated[str, Field(max_length=256)] = "success"
+    guardrail_flags: list[Any] = Field(default_factory=list)
+    project_id: Annotated[str, Field(max_length=MAX_ID_CHARS)] | None = None
+    metadata: dict[str, Any] | None = None
+
+    def to_trace(self) -> TraceRequest:
+        error = None if self.status.lower() in ("success", "ok") else self.status
+        metadata = dict(self.metadata or {})
+        metadata["status"] = self.status
+        if self.guardrail_flags:
+            metadata["guardrail_flags"] = self.guardrail_flags
+        return TraceRequest(
+            id=self.id,
+            project_id=self.project_id,
+            name=self.model,
+            model=self.model,
+            latency_ms=self.latency_ms,
+            prompt_tokens=self.tokens_in,
+            completion_tokens=self.tokens_out,
+            cost=self.cost_usd,
+            error=error,
+            metadata=metadata,
+        )
+
+
+class BatchRequest(_Wire):
+    """``{"traces": [...]}`` (TruLayer) or ``{"calls": [...]}`` (GuardLayer), at most 100 items."""
+
+    traces: list[TraceRequest] | None = None
+    calls: list[GuardLayerCall] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_shape(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            traces, calls = data.get("traces"), data.get("calls")
+            if traces is None and calls is None:
+                raise ValueError("body must have a 'traces' or a 'calls' array")
+            if traces is not None and calls is not None:
+                raise ValueError("send either 'traces' or 'calls', not both")
+            # Checked before item validation so an oversized batch is rejected cheaply.
+            items = traces if traces is not None else calls
+            if isinstance(items, list) and len(items) > MAX_BATCH:
+                raise BatchTooLargeError
+        return data
+
+    def as_traces(self) -> list[TraceRequest]:
+        if self.traces is not None:
+            return self.traces
+        return [call.to_trace() for call in self.calls or []]
+
+
+class BatchTooLargeError(ValueError):
+    """More than :data:`MAX_BATCH` items in one batch request: API.md's own 400 body."""
+
+    api_error = ApiError(400, f"Max {MAX_BATCH} events per batch", "batch_too_large")
+
+    def __init__(self) -> None:
+        super().__init__(f"Max {MAX_BATCH} events per batch")

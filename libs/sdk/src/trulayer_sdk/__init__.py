@@ -1,0 +1,1 @@
+"""TruLayer Python SDK. Not implemented yet: see the SDK issue."""

@@ -1,0 +1,1 @@
+"""The control-engine: owns configuration and appends every change to ``trulayer.config``."""

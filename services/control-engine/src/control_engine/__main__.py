@@ -1,0 +1,19 @@
+"""``python -m control_engine``: run the control-engine alone (distributed mode)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from control_engine.app import create_app
+from control_engine.settings import ControlEngineSettings
+from trulayer_common.logging import configure_logging
+
+
+def main() -> None:
+    settings = ControlEngineSettings()
+    configure_logging(settings.log_level, settings.log_json)
+    web.run_app(create_app(settings), host=settings.control_host, port=settings.control_port, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

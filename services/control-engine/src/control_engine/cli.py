@@ -1,0 +1,77 @@
+"""``trulayer``: the operator CLI. ``trulayer tenants create --name N --plan P`` prints an owner key.
+
+Reads ``KAFKA_BOOTSTRAP_SERVERS`` like every service; writes through the control-engine's
+config log writer, so the CLI and the API produce identical records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import get_args
+
+import orjson
+
+from control_engine.config_log import ConfigLogWriter
+from control_engine.settings import ControlEngineSettings
+from control_engine.tenants import CreatedTenant, create_tenant
+from trulayer_common.config import Plan
+from trulayer_common.kafka import create_producer
+
+
+async def create_tenant_via_kafka(settings: ControlEngineSettings, name: str, plan: Plan) -> CreatedTenant:
+    producer = create_producer(settings, client_id="trulayer-cli")
+    await producer.start()
+    try:
+        return await create_tenant(ConfigLogWriter(producer), name, plan)
+    finally:
+        await producer.stop()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trulayer", description="TruLayer operator CLI")
+    sub = parser.add_subparsers(dest="command", required=True)
+    tenants = sub.add_parser("tenants", help="manage tenants").add_subparsers(dest="action", required=True)
+    create = tenants.add_parser("create", help="create a tenant with a default project and an owner API key")
+    create.add_argument("--name", required=True)
+    create.add_argument("--plan", choices=list(get_args(Plan)), default="starter")
+    create.add_argument("--json", action="store_true", help="print a JSON object instead of text")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = ControlEngineSettings()
+    if args.command == "tenants" and args.action == "create":
+        try:
+            created = asyncio.run(create_tenant_via_kafka(settings, args.name, args.plan))
+        except Exception as exc:
+            print(
+                f"error: could not write to Kafka at {settings.kafka_bootstrap_servers}: {exc}",
+                file=sys.stderr,
+            )
+            return 1
+        if args.json:
+            print(
+                orjson.dumps(
+                    {
+                        "tenant_id": created.tenant.id,
+                        "project_id": created.project.id,
+                        "api_key_id": created.api_key.id,
+                        "api_key": created.secret,
+                        "plan": created.tenant.plan,
+                    }
+                ).decode()
+            )
+        else:
+            print(f"tenant  {created.tenant.id}  ({created.tenant.name}, {created.tenant.plan})")
+            print(f"project {created.project.id}  (default)")
+            print(f"api key {created.secret}")
+            print("The key is shown once: store it now.")
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

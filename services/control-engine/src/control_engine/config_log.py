@@ -1,0 +1,24 @@
+"""The single writer of ``trulayer.config``: appends entity states and waits for the ack."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer
+
+from trulayer_common import topics
+from trulayer_common.config import ConfigRecord
+from trulayer_common.config.entities import ApiKey, Project, Tenant
+
+
+class ConfigLogWriter:
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+
+    async def append(self, entity: Tenant | Project | ApiKey, actor: str = "system") -> ConfigRecord:
+        """Write the entity's full state; returns once the broker acknowledged (acks=all)."""
+        record = ConfigRecord(entity=entity, actor=actor, at=datetime.now(UTC))
+        await self._producer.send_and_wait(
+            topics.CONFIG, value=record.model_dump_json().encode(), key=record.key.encode()
+        )
+        return record

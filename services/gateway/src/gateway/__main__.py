@@ -1,0 +1,19 @@
+"""``python -m gateway``: run the gateway alone (distributed mode)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from trulayer_common.logging import configure_logging
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    configure_logging(settings.log_level, settings.log_json)
+    web.run_app(create_app(settings), host=settings.gateway_host, port=settings.gateway_port, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""``POST /v1/ingest`` and ``POST /v1/ingest/batch``: authenticate, validate, produce, answer.
+
+The hot path never touches ClickHouse. One Kafka record carries the traces of one request,
+with every id filled in and every project resolved here, so the worker's transform is pure
+and a redelivered record produces rows with the same keys. A 2xx is sent only after the
+broker acknowledged the record (acks=all); a broker that cannot acknowledge in time → 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter
+
+from gateway.auth import Principal, project_for_ingest
+from gateway.resources import config_state, dedup_key, producer_key, settings_key
+from trulayer_common import topics
+from trulayer_common.errors import unavailable
+from trulayer_common.http import get_request_id, json_response, read_json_model
+from trulayer_common.logging import get_logger
+from trulayer_common.schemas import BatchRequest, Envelope, TraceBatchPayload, TraceRequest
+
+log = get_logger(__name__)
+TRACES_ACCEPTED = Counter("trulayer_gateway_traces_accepted_total", "traces acknowledged by the broker")
+TRACES_DUPLICATE = Counter("trulayer_gateway_traces_duplicate_total", "re-sent trace ids answered as duplicates")
+PRODUCE_FAILED = Counter("trulayer_gateway_produce_failed_total", "ingest requests answered 503")
+
+
+def prepare(trace: TraceRequest, project_id: str, project_name_sent: str | None, received_at: datetime) -> None:
+    """Fill what the client left out, so the record is complete and replayable as is."""
+    if trace.id is None:
+        trace.id = str(uuid.uuid4())
+    if project_name_sent is not None and project_name_sent != project_id:
+        trace.metadata = {**(trace.metadata or {}), "project_name": project_name_sent}
+    trace.project_id = project_id
+    if trace.started_at is None:
+        if trace.ended_at is not None and trace.latency_ms is not None:
+            trace.started_at = trace.ended_at - timedelta(milliseconds=trace.latency_ms)
+        else:
+            trace.started_at = received_at
+    if trace.latency_ms is None and trace.ended_at is not None:
+        trace.latency_ms = max((trace.ended_at - trace.started_at).total_seconds() * 1000.0, 0.0)
+    for span in trace.spans:
+        if span.id is None:
+            span.id = str(uuid.uuid4())
+    for event in trace.events:
+        if event.id is None:
+            event.id = str(uuid.uuid4())
+
+
+async def accept(request: web.Request, principal: Principal, traces: list[TraceRequest]) -> tuple[list[str], set[str]]:
+    """Produce the new traces; returns (all ids in order, ids that were duplicates)."""
+    state = request.app[config_state]
+    received_at = datetime.now(UTC)
+    for trace in traces:
+        sent = trace.project_id
+        project = project_for_ingest(state, principal, sent)
+        prepare(trace, project.id, sent, received_at)
+    ids = [t.id for t in traces if t.id is not None]
+    tenant_id = principal.tenant.id
+    dedup = request.app[dedup_key]
+    duplicates = await dedup.seen(tenant_id, ids)
+    # A batch may repeat an id: the first occurrence is kept, the rest are duplicates.
+    fresh: list[TraceRequest] = []
+    taken: set[str] = set()
+    for trace in traces:
+        assert trace.id is not None
+        if trace.id in duplicates or trace.id in taken:
+            duplicates.add(trace.id)
+            continue
+        taken.add(trace.id)
+        fresh.append(trace)
+    if fresh:
+        envelope = Envelope(
+            tenant_id=tenant_id,
+            project_id=fresh[0].project_id or principal.api_key.project_id,
+            received_at=received_at,
+            request_id=get_request_id(request),
+            payload=TraceBatchPayload(traces=fresh),
+        )
+        value = envelope.model_dump_json(exclude_none=True).encode()
+        key = (fresh[0].id or "").encode()
+        settings = request.app[settings_key]
+        try:
+            await asyncio.wait_for(
+                request.app[producer_key].send_and_wait(topics.TRACES, value=value, key=key),
+                settings.produce_timeout_seconds,
+            )
+        except (KafkaError, TimeoutError) as exc:
+            PRODUCE_FAILED.inc()
+            log.warning("produce_failed", error=repr(exc), traces=len(fresh))
+            raise unavailable("Ingest is temporarily unavailable: the broker did not acknowledge", 2) from exc
+        TRACES_ACCEPTED.inc(len(fresh))
+        await dedup.mark(tenant_id, [t.id for t in fresh if t.id is not None])
+    TRACES_DUPLICATE.inc(len(duplicates))
+    return ids, duplicates
+
+
+async def ingest_one(request: web.Request) -> web.Response:
+    principal = request["principal"]
+    trace = await read_json_model(request, TraceRequest, request.app[settings_key].max_body_bytes)
+    ids, duplicates = await accept(request, principal, [trace])
+    if duplicates:
+        return json_response({"status": "duplicate", "id": ids[0]}, status=200)
+    created_at = trace.started_at or datetime.now(UTC)
+    return json_response({"id": ids[0], "created_at": created_at.isoformat(), "status": "ingested"}, status=201)
+
+
+async def ingest_batch(request: web.Request) -> web.Response:
+    principal = request["principal"]
+    batch = await read_json_model(request, BatchRequest, request.app[settings_key].max_body_bytes)
+    traces = batch.as_traces()
+    ids, duplicates = await accept(request, principal, traces)
+    body: dict[str, object] = {
+        "ingested": len(ids) - len(duplicates),
+        "ids": ids,
+        "duplicates": len(duplicates),
+    }
+    if batch.calls is not None:  # GuardLayer clients read a per-call list
+        body["calls"] = [{"id": t.id, "created_at": (t.started_at or datetime.now(UTC)).isoformat()} for t in traces]
+    return json_response(body, status=201)

@@ -1,0 +1,1 @@
+"""The ingest-worker: consumes ``trulayer.traces`` and writes ClickHouse, committing after the write."""

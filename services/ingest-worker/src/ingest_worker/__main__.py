@@ -1,0 +1,21 @@
+"""``python -m ingest_worker``: run the worker alone (distributed mode). SIGTERM drains cleanly."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ingest_worker.app import create_app
+from ingest_worker.settings import IngestWorkerSettings
+from trulayer_common.logging import configure_logging
+
+
+def main() -> None:
+    settings = IngestWorkerSettings()
+    configure_logging(settings.log_level, settings.log_json)
+    # run_app turns SIGTERM/SIGINT into a graceful shutdown: cleanup_ctx stops the worker,
+    # which writes and commits its batch before the process exits.
+    web.run_app(create_app(settings), host=settings.worker_host, port=settings.worker_port, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

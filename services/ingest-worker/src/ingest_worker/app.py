@@ -1,0 +1,39 @@
+"""The ingest-worker application: health/readiness/metrics routes and the worker in cleanup_ctx."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ingest_worker.settings import IngestWorkerSettings
+from ingest_worker.worker import IngestWorker
+from trulayer_common.clickhouse import ClickHouse, apply_migrations, create_clickhouse
+from trulayer_common.health import add_health_routes
+
+settings_key = web.AppKey("settings", IngestWorkerSettings)
+worker_key = web.AppKey("worker", IngestWorker)
+
+
+def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None = None) -> web.Application:
+    app = web.Application()
+    app[settings_key] = settings
+
+    async def run_worker(app: web.Application) -> AsyncIterator[None]:
+        ch = clickhouse or create_clickhouse(settings.clickhouse_url, settings.clickhouse_database)
+        if clickhouse is None:
+            await apply_migrations(ch)
+        worker = IngestWorker(settings, ch)
+        await worker.start()
+        app[worker_key] = worker
+        yield
+        await worker.stop()
+        if clickhouse is None:
+            ch.close()
+
+    async def worker_ready() -> bool:
+        return app[worker_key].running
+
+    app.cleanup_ctx.append(run_worker)
+    add_health_routes(app, {"consumer": worker_ready})
+    return app
