@@ -21,6 +21,7 @@ import orjson
 from control_engine.cli import create_tenant_via_kafka
 from control_engine.settings import ControlEngineSettings
 from trulayer_common.config import ConfigLogReader, hash_api_key
+from trulayer_common.kafka import ensure_topics
 from trulayer_common.logging import configure_logging
 from trulayer_common.settings import ServiceSettings
 from trulayer_local import infra
@@ -76,10 +77,14 @@ async def bootstrap_tenant(path: Path) -> dict[str, str]:
 async def run_stack(cfg: infra.InfraConfig) -> None:
     settings = ServiceSettings()
     stack = LocalStack(settings, default_services())
+    _say("creating the topics and the bootstrap tenant")
+    await ensure_topics(settings)
+    # Before the services start: each one reads the config log up to its end before serving,
+    # so the key printed below is accepted from the first request.
+    tenant = await bootstrap_tenant(cfg.data_dir / "bootstrap.json")
     _say("starting the services (control-engine, ingest-worker, gateway) on embedded chDB")
     urls = await stack.start()
     try:
-        tenant = await bootstrap_tenant(cfg.data_dir / "bootstrap.json")
         print(
             "\nTruLayer local stack is up.\n"
             f"  Gateway         {urls['gateway']}\n"

@@ -373,8 +373,8 @@ def _format_storage(cfg: InfraConfig, libs: Path) -> None:
         "tools.log",
         STORAGE_TOOL,
         "format",
-        "-t",
-        cluster_id,
+        # One argument: a random id may start with "-" and would otherwise read as an option.
+        f"--cluster-id={cluster_id}",
         "-c",
         str(cfg._kafka_props),
         "--standalone",

@@ -31,7 +31,7 @@ M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 REQUEST_ID_HEADER = "X-Request-Id"
-request_id_key = "request_id"
+request_id_key = web.RequestKey("request_id", str)
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 HTTP_REQUESTS = Counter(

@@ -20,6 +20,7 @@ from gateway.resources import (
     config_reader_key,
     config_state,
     dedup_key,
+    principal_key,
     producer_key,
     redis_key,
     settings_key,
@@ -49,7 +50,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 503, "Starting up: configuration not loaded yet", "unavailable", headers={"Retry-After": "1"}
             )
         principal = authenticate(request, request.app[config_state])
-        request["principal"] = principal
+        request[principal_key] = principal
         bind_context(tenant_id=principal.tenant.id)
     return await handler(request)
 

@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from gateway.auth import Principal, project_for_ingest
-from gateway.resources import config_state, dedup_key, producer_key, settings_key
+from gateway.resources import config_state, dedup_key, principal_key, producer_key, settings_key
 from trulayer_common import topics
 from trulayer_common.errors import unavailable
 from trulayer_common.http import get_request_id, json_response, read_json_model
@@ -101,7 +101,7 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
 
 
 async def ingest_one(request: web.Request) -> web.Response:
-    principal = request["principal"]
+    principal = request[principal_key]
     trace = await read_json_model(request, TraceRequest, request.app[settings_key].max_body_bytes)
     ids, duplicates = await accept(request, principal, [trace])
     if duplicates:
@@ -111,7 +111,7 @@ async def ingest_one(request: web.Request) -> web.Response:
 
 
 async def ingest_batch(request: web.Request) -> web.Response:
-    principal = request["principal"]
+    principal = request[principal_key]
     batch = await read_json_model(request, BatchRequest, request.app[settings_key].max_body_bytes)
     traces = batch.as_traces()
     ids, duplicates = await accept(request, principal, traces)

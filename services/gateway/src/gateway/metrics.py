@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway.auth import Principal
 from gateway.params import bad_param, get_float, iso
-from gateway.resources import clickhouse_key
+from gateway.resources import clickhouse_key, principal_key
 from gateway.traces import trace_filters
 from trulayer_common.http import json_response
 
@@ -30,7 +30,7 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 
 
 async def get_metrics(request: web.Request) -> web.Response:
-    principal: Principal = request["principal"]
+    principal: Principal = request[principal_key]
     query = request.query
     hours = get_float(query, "hours", minimum=0.0)
     if hours is not None and not 0 < hours <= MAX_HOURS:

@@ -6,6 +6,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
+from gateway.auth import Principal
 from gateway.dedup import TraceDeduplicator
 from gateway.settings import GatewaySettings
 from trulayer_common.clickhouse import ClickHouse
@@ -18,3 +19,4 @@ clickhouse_key = web.AppKey("clickhouse", ClickHouse)
 config_reader_key = web.AppKey("config_reader", ConfigLogReader)
 config_state = web.AppKey("config_state", ConfigState)
 dedup_key = web.AppKey("dedup", TraceDeduplicator)
+principal_key = web.RequestKey("principal", Principal)

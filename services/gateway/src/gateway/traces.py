@@ -17,7 +17,7 @@ from multidict import MultiMapping
 
 from gateway.auth import Principal, project_for_read
 from gateway.params import bad_param, get_bool, get_float, get_int, get_str, get_time, iso
-from gateway.resources import clickhouse_key, config_state
+from gateway.resources import clickhouse_key, config_state, principal_key
 from trulayer_common.errors import ApiError
 from trulayer_common.failures import FAILURE_TYPES
 from trulayer_common.http import json_response
@@ -153,7 +153,7 @@ def trace_out(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def list_traces(request: web.Request) -> web.Response:
-    principal: Principal = request["principal"]
+    principal: Principal = request[principal_key]
     query = request.query
     where = trace_filters(query, principal, request)
     limit = get_int(query, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
@@ -178,7 +178,7 @@ async def list_traces(request: web.Request) -> web.Response:
 
 
 async def get_trace(request: web.Request) -> web.Response:
-    principal: Principal = request["principal"]
+    principal: Principal = request[principal_key]
     trace_id = request.match_info["trace_id"]
     if len(trace_id) > 256:
         raise ApiError(404, "Trace not found", "not_found")

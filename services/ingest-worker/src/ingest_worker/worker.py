@@ -64,6 +64,11 @@ class IngestWorker:
         self._first_pending_at: float | None = None
         self.running = False
 
+    @property
+    def pending_traces(self) -> int:
+        """Traces read but not yet written (what a clean stop still has to write)."""
+        return len(self._pending)
+
     async def start(self) -> None:
         settings = self.settings
         self._producer = create_producer(settings, client_id=f"{settings.service_name}-dlq")

@@ -2,6 +2,8 @@
 -- writes rows with the same sorting key, and reads use FINAL, so redelivery is harmless.
 -- started_at is part of the key only through toDate(): it is fixed by the gateway before
 -- the record is produced, so a redelivered record has the same key.
+-- Retention counts from receipt (created_at), not from the trace's own timestamp: a backfilled
+-- trace with an old started_at is kept as long as any other, never dropped on insert.
 
 CREATE TABLE IF NOT EXISTS {db}.traces
 (
@@ -36,7 +38,7 @@ CREATE TABLE IF NOT EXISTS {db}.traces
 ENGINE = ReplacingMergeTree(created_at)
 PARTITION BY toYYYYMM(started_at)
 ORDER BY (tenant_id, project_id, toDate(started_at), id)
-TTL toDateTime(started_at) + toIntervalDay(retention_days);
+TTL toDateTime(created_at) + toIntervalDay(retention_days);
 
 CREATE TABLE IF NOT EXISTS {db}.spans
 (
@@ -65,7 +67,7 @@ CREATE TABLE IF NOT EXISTS {db}.spans
 ENGINE = ReplacingMergeTree(created_at)
 PARTITION BY toYYYYMM(trace_started_at)
 ORDER BY (tenant_id, project_id, trace_id, id)
-TTL toDateTime(trace_started_at) + toIntervalDay(retention_days);
+TTL toDateTime(created_at) + toIntervalDay(retention_days);
 
 CREATE TABLE IF NOT EXISTS {db}.events
 (
@@ -85,4 +87,4 @@ CREATE TABLE IF NOT EXISTS {db}.events
 ENGINE = ReplacingMergeTree(created_at)
 PARTITION BY toYYYYMM(trace_started_at)
 ORDER BY (tenant_id, project_id, trace_id, id)
-TTL toDateTime(trace_started_at) + toIntervalDay(retention_days);
+TTL toDateTime(created_at) + toIntervalDay(retention_days);

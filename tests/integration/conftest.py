@@ -1,0 +1,181 @@
+"""The integration harness: the test session's real Kafka and Redis (started by ``make test``
+on their own ports) and a real embedded chDB, with the services composed in this process.
+
+The services run through the same factories as the local stack; the harness keeps a handle on
+the ingest-worker so tests can kill it without a clean shutdown and start a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from control_engine.config_log import ConfigLogWriter
+from control_engine.tenants import CreatedTenant, create_tenant
+from gateway.app import create_app as create_gateway
+from gateway.resources import config_state
+from gateway.settings import GatewaySettings
+from ingest_worker.settings import IngestWorkerSettings
+from ingest_worker.worker import IngestWorker
+from trulayer_common.clickhouse import ClickHouse, apply_migrations, create_clickhouse
+from trulayer_common.config import ConfigState, hash_api_key
+from trulayer_common.kafka import create_producer, ensure_topics
+from trulayer_common.settings import ServiceSettings
+
+REPO = Path(__file__).resolve().parents[2]
+DATA_DIR = Path(os.environ.get("TRULAYER_DATA_DIR", REPO / ".trulayer" / "test")).resolve()
+KAFKA = f"127.0.0.1:{os.environ.get('TRULAYER_KAFKA_PORT', '39092')}"
+REDIS = f"redis://127.0.0.1:{os.environ.get('TRULAYER_REDIS_PORT', '36379')}/0"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0, interval: float = 0.1) -> Any:
+    """Poll ``check`` until it returns a truthy value; fail with the last value at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+@dataclass
+class Tenant:
+    created: CreatedTenant
+
+    @property
+    def key(self) -> str:
+        return self.created.secret
+
+    @property
+    def id(self) -> str:
+        return self.created.tenant.id
+
+    @property
+    def project_id(self) -> str:
+        return self.created.project.id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.base = ServiceSettings(
+            kafka_bootstrap_servers=KAFKA, redis_url=REDIS, clickhouse_url=f"chdb://{DATA_DIR / 'chdb'}"
+        )
+        self.gateway_settings = GatewaySettings(**self._shared())
+        self.worker_settings = IngestWorkerSettings(**self._shared(), batch_max_wait_ms=200)
+        self.clickhouse: ClickHouse
+        self.writer: ConfigLogWriter
+        self.worker: IngestWorker
+        self.gateway_url = ""
+        self._runner: web.AppRunner | None = None
+        self._producer: Any = None
+        self.gateway_app: web.Application
+
+    def _shared(self) -> dict[str, Any]:
+        return {
+            "kafka_bootstrap_servers": self.base.kafka_bootstrap_servers,
+            "redis_url": self.base.redis_url,
+            "clickhouse_url": self.base.clickhouse_url,
+        }
+
+    async def start(self) -> None:
+        await ensure_topics(self.base)
+        self.clickhouse = create_clickhouse(self.base.clickhouse_url, self.base.clickhouse_database)
+        await apply_migrations(self.clickhouse)
+        self._producer = create_producer(self.base, client_id="tests-control")
+        await self._producer.start()
+        self.writer = ConfigLogWriter(self._producer)
+        self.worker = IngestWorker(self.worker_settings, self.clickhouse)
+        await self.worker.start()
+        self.gateway_app, self._runner, self.gateway_url = await self.start_gateway(self.gateway_settings)
+
+    async def start_gateway(self, settings: GatewaySettings) -> tuple[web.Application, web.AppRunner, str]:
+        app = create_gateway(settings, clickhouse=self.clickhouse)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return app, runner, f"http://127.0.0.1:{port}"
+
+    async def restart_worker(self, **overrides: Any) -> IngestWorker:
+        settings = self.worker_settings.model_copy(update=overrides)
+        self.worker = IngestWorker(settings, self.clickhouse)
+        await self.worker.start()
+        return self.worker
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.worker.stop()
+        await self._producer.stop()
+        self.clickhouse.close()
+
+    async def new_tenant(self, plan: str = "pro", state: ConfigState | None = None) -> Tenant:
+        """A fresh tenant, returned once the gateway's config view has its key."""
+        created = await create_tenant(self.writer, f"t-{uuid.uuid4().hex[:8]}", plan)  # type: ignore[arg-type]
+        view = state or self.gateway_app[config_state]
+
+        async def known() -> bool:
+            return view.key_by_hash(hash_api_key(created.secret)) is not None
+
+        await eventually(known, timeout=10)
+        return Tenant(created)
+
+    async def stored_traces(self, tenant_id: str) -> list[dict[str, Any]]:
+        return await self.clickhouse.query(
+            f"SELECT id FROM {self.clickhouse.database}.traces FINAL WHERE tenant_id = {{t:String}}",
+            {"t": tenant_id},
+        )
+
+
+@pytest.fixture(scope="session")
+async def harness() -> AsyncIterator[Harness]:
+    h = Harness()
+    await h.start()
+    yield h
+    await h.stop()
+
+
+@pytest.fixture(scope="session")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session
+
+
+@pytest.fixture
+async def tenant(harness: Harness) -> Tenant:
+    return await harness.new_tenant()
+
+
+def trace(**fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": f"tr-{uuid.uuid4().hex}", "name": "chat", "model": "gpt-4o", "latency_ms": 100}
+    body.update(fields)
+    return body

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from ingest_worker.rows import InvalidRecordError, to_rows
+from trulayer_common.schemas import Envelope, TraceBatchPayload, TraceRequest
+
+RECEIVED = datetime(2026, 3, 7, 12, 34, 56, 789000, tzinfo=UTC)
+
+
+def envelope(*traces: TraceRequest) -> bytes:
+    return (
+        Envelope(
+            tenant_id="t1",
+            project_id="p1",
+            received_at=RECEIVED,
+            request_id="r1",
+            payload=TraceBatchPayload(traces=list(traces)),
+        )
+        .model_dump_json(exclude_none=True)
+        .encode()
+    )
+
+
+def full_trace(**kw) -> TraceRequest:
+    data = {"id": "tr1", "project_id": "p1", "started_at": RECEIVED, **kw}
+    return TraceRequest.model_validate(data)
+
+
+def test_trace_spans_and_events_become_rows():
+    trace = full_trace(
+        input={"q": 1},
+        output="a",
+        error="rate limit exceeded",
+        tags=["x"],
+        spans=[{"id": "s1", "name": "llm", "prompt_tokens": 7, "completion_tokens": 3}],
+        events=[{"id": "e1", "message": "m", "level": "error"}],
+    )
+    rows = to_rows(envelope(trace), retention_days=30)
+    (t,) = rows.traces
+    assert t["tenant_id"] == "t1" and t["id"] == "tr1"
+    assert t["input"] == '{"q":1}' and t["output"] == "a"
+    assert (t["status"], t["failure_type"]) == ("error", "rate_limit")
+    assert (t["prompt_tokens"], t["completion_tokens"], t["total_tokens"]) == (7, 3, 10)
+    assert t["started_at"] == "2026-03-07 12:34:56.789"
+    assert t["tag_list"] == ["x"] and t["tag_map"] == {}
+    assert t["retention_days"] == 30
+    assert rows.spans[0]["trace_id"] == "tr1" and rows.spans[0]["id"] == "s1"
+    assert rows.events[0]["timestamp"] == "2026-03-07 12:34:56.789"
+
+
+def test_trace_level_tokens_win_over_span_sums():
+    rows = to_rows(envelope(full_trace(prompt_tokens=100, spans=[{"id": "s", "name": "n", "prompt_tokens": 1}])), 30)
+    assert rows.traces[0]["prompt_tokens"] == 100
+
+
+def test_same_record_gives_same_rows():
+    record = envelope(full_trace(spans=[{"id": "s", "name": "n"}]))
+    assert orjson.dumps(to_rows(record, 30).traces) == orjson.dumps(to_rows(record, 30).traces)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        b"not json",
+        b"{}",
+        b'{"schema_version": 99, "tenant_id": "t", "project_id": "p", '
+        b'"received_at": "2026-01-01T00:00:00Z", "request_id": "r", "payload": {"traces": []}}',
+    ],
+)
+def test_unusable_records_raise(value):
+    with pytest.raises(InvalidRecordError):
+        to_rows(value, 30)
+
+
+def test_trace_without_gateway_fields_is_invalid():
+    with pytest.raises(InvalidRecordError, match="not produced by the gateway"):
+        to_rows(envelope(TraceRequest(name="no id")), 30)
