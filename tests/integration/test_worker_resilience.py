@@ -7,6 +7,7 @@ import asyncio
 import uuid
 
 import aiohttp
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.integration.conftest import KAFKA, Harness, Tenant, eventually, trace
@@ -116,6 +117,63 @@ async def test_poison_record_goes_to_the_dead_letter_topic(harness: Harness, ten
         assert b"not a trace envelope" in headers["error"]
         assert headers["source_topic"] == topics.TRACES.encode()
         # The worker went on: a valid trace sent after the poison is stored.
+    finally:
+        await producer.stop()
+        await dlq.stop()
+    assert harness.worker.running
+
+
+def _envelope(tenant: Tenant, trace_id: str, **trace_fields: object) -> bytes:
+    return orjson.dumps(
+        {
+            "schema_version": 1,
+            "tenant_id": tenant.id,
+            "project_id": tenant.project_id,
+            "received_at": "2026-11-22T00:00:00Z",
+            "request_id": "test",
+            "payload": {
+                "traces": [
+                    {
+                        "id": trace_id,
+                        "project_id": tenant.project_id,
+                        "started_at": "2026-11-22T00:00:00Z",
+                        **trace_fields,
+                    }
+                ]
+            },
+        }
+    )
+
+
+async def test_record_refused_by_clickhouse_is_isolated_and_its_batch_stored(harness: Harness, tenant: Tenant):
+    """A record that parses but that the engine refuses must not stall the partition."""
+    dlq = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+    await dlq.start()
+    producer = create_producer(harness.base, client_id="tests-refused")
+    await producer.start()
+    try:
+        tp = TopicPartition(topics.DLQ, 0)
+        dlq.assign([tp])
+        await dlq.seek_to_end(tp)
+        bad_key = uuid.uuid4().hex.encode()
+        # Same key → same partition → same batch as the good records around it.
+        await producer.send_and_wait(topics.TRACES, value=_envelope(tenant, "good-1"), key=bad_key)
+        await producer.send_and_wait(topics.TRACES, value=_envelope(tenant, "bad", latency_ms="soon"), key=bad_key)
+        await producer.send_and_wait(topics.TRACES, value=_envelope(tenant, "good-2"), key=bad_key)
+
+        async def good_stored() -> list[str]:
+            ids = sorted(r["id"] for r in await harness.stored_traces(tenant.id))
+            return ids if ids == ["good-1", "good-2"] else []
+
+        await eventually(good_stored, timeout=30)
+        found = None
+        deadline = asyncio.get_running_loop().time() + 20
+        while found is None and asyncio.get_running_loop().time() < deadline:
+            for records in (await dlq.getmany(timeout_ms=500)).values():
+                found = next((r for r in records if r.key == bad_key), found)
+        assert found is not None
+        assert b'"bad"' in found.value
+        assert dict(found.headers)["error"].startswith(b"refused by ClickHouse")
     finally:
         await producer.stop()
         await dlq.stop()

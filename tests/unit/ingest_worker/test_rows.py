@@ -45,11 +45,11 @@ def test_trace_spans_and_events_become_rows():
     assert t["input"] == '{"q":1}' and t["output"] == "a"
     assert (t["status"], t["failure_type"]) == ("error", "rate_limit")
     assert (t["prompt_tokens"], t["completion_tokens"], t["total_tokens"]) == (7, 3, 10)
-    assert t["started_at"] == "2026-03-07 12:34:56.789"
+    assert t["started_at"] == "2026-03-07T12:34:56.789000Z"
     assert t["tag_list"] == ["x"] and t["tag_map"] == {}
     assert t["retention_days"] == 30
     assert rows.spans[0]["trace_id"] == "tr1" and rows.spans[0]["id"] == "s1"
-    assert rows.events[0]["timestamp"] == "2026-03-07 12:34:56.789"
+    assert rows.events[0]["timestamp"] == "2026-03-07T12:34:56.789000Z"
 
 
 def test_trace_level_tokens_win_over_span_sums():
@@ -75,6 +75,23 @@ def test_same_record_gives_same_rows():
 def test_unusable_records_raise(value):
     with pytest.raises(InvalidRecordError):
         to_rows(value, 30)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"traces": "nope"},
+        {"traces": [1]},
+        {"traces": [{"id": "x", "project_id": "p", "started_at": "t", "spans": [{}]}]},
+    ],
+    ids=["traces-not-list", "trace-not-object", "span-without-id"],
+)
+def test_malformed_payloads_raise(payload):
+    record = orjson.dumps(
+        {"schema_version": 1, "tenant_id": "t", "received_at": "2026-01-01T00:00:00Z", "payload": payload}
+    )
+    with pytest.raises(InvalidRecordError):
+        to_rows(record, 30)
 
 
 def test_trace_without_gateway_fields_is_invalid():

@@ -20,6 +20,7 @@ import orjson
 
 from control_engine.cli import create_tenant_via_kafka
 from control_engine.settings import ControlEngineSettings
+from trulayer_common import runtime
 from trulayer_common.config import ConfigLogReader, hash_api_key
 from trulayer_common.kafka import ensure_topics
 from trulayer_common.logging import configure_logging
@@ -117,7 +118,7 @@ def up(repo: Path) -> int:
     try:
         infra.start_all(cfg)
         pidfile.write_text(str(os.getpid()))
-        asyncio.run(run_stack(cfg))
+        runtime.run(run_stack(cfg))
     except infra.InfraError as exc:
         print(f"[up] error: {exc}", file=sys.stderr, flush=True)
         return 1

@@ -7,7 +7,6 @@ config log writer, so the CLI and the API produce identical records.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import get_args
 
@@ -16,6 +15,7 @@ import orjson
 from control_engine.config_log import ConfigLogWriter
 from control_engine.settings import ControlEngineSettings
 from control_engine.tenants import CreatedTenant, create_tenant
+from trulayer_common import runtime
 from trulayer_common.config import Plan
 from trulayer_common.kafka import create_producer
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = ControlEngineSettings()
     if args.command == "tenants" and args.action == "create":
         try:
-            created = asyncio.run(create_tenant_via_kafka(settings, args.name, args.plan))
+            created = runtime.run(create_tenant_via_kafka(settings, args.name, args.plan))
         except Exception as exc:
             print(
                 f"error: could not write to Kafka at {settings.kafka_bootstrap_servers}: {exc}",

@@ -82,7 +82,7 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
             request_id=get_request_id(request),
             payload=TraceBatchPayload(traces=fresh),
         )
-        value = envelope.model_dump_json(exclude_none=True).encode()
+        value = envelope.model_dump_json().encode()
         key = (fresh[0].id or "").encode()
         settings = request.app[settings_key]
         try:

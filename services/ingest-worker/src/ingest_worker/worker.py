@@ -4,7 +4,10 @@
 * Inserts traces, spans, events, *then* commits offset+1 of the last record of each
   partition in the batch. A crash between insert and commit redelivers the batch, whose rows
   have the same keys (ReplacingMergeTree), so nothing is stored twice as far as reads go.
-* A failed insert is retried with backoff and never committed past.
+* A failed insert is retried with backoff and never committed past. When the engine is up and
+  still refuses the batch, the fault is in a record: the batch is written record by record and
+  the records the engine refuses go to the dead-letter topic (a poison record must not stall
+  the partition forever).
 * On partition revocation the pending batch is written and committed first.
 * :meth:`stop` (SIGTERM) finishes the batch, writes, commits and returns.
 """
@@ -16,7 +19,7 @@ import contextlib
 import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from prometheus_client import Counter, Gauge, Histogram
 
 from ingest_worker.dead_letters import DeadLetterQueue
@@ -36,6 +39,13 @@ BATCH_SECONDS = Histogram(
 )
 WRITE_RETRIES = Counter("trulayer_ingest_write_retries_total", "failed inserts retried")
 CONSUMER_LAG = Gauge("trulayer_ingest_consumer_lag", "records behind the high watermark, all partitions")
+
+
+def _merge(batch: list[tuple[ConsumerRecord[bytes, bytes], Rows]]) -> Rows:
+    merged = Rows()
+    for _, rows in batch:
+        merged.extend(rows)
+    return merged
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -59,7 +69,8 @@ class IngestWorker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._pending = Rows()
+        self._pending: list[tuple[ConsumerRecord[bytes, bytes], Rows]] = []
+        self._pending_traces = 0
         self._offsets: dict[TopicPartition, int] = {}
         self._first_pending_at: float | None = None
         self.running = False
@@ -67,7 +78,7 @@ class IngestWorker:
     @property
     def pending_traces(self) -> int:
         """Traces read but not yet written (what a clean stop still has to write)."""
-        return len(self._pending)
+        return self._pending_traces
 
     async def start(self) -> None:
         settings = self.settings
@@ -90,7 +101,9 @@ class IngestWorker:
                 for tp, records in batches.items():
                     for record in records:
                         try:
-                            self._pending.extend(to_rows(record.value, self.settings.default_retention_days))
+                            rows = to_rows(record.value, self.settings.default_retention_days)
+                            self._pending.append((record, rows))
+                            self._pending_traces += len(rows)
                         except InvalidRecordError as exc:
                             await self._dlq.send(record, str(exc))
                         self._offsets[tp] = record.offset + 1
@@ -111,7 +124,7 @@ class IngestWorker:
     def _due(self) -> bool:
         if self._first_pending_at is None:
             return False
-        if len(self._pending) >= self.settings.batch_max_traces:
+        if self._pending_traces >= self.settings.batch_max_traces:
             return True
         return (time.monotonic() - self._first_pending_at) * 1000 >= self.settings.batch_max_wait_ms
 
@@ -130,25 +143,28 @@ class IngestWorker:
         async with self._lock:
             if not self._offsets:
                 return
-            rows, offsets = self._pending, dict(self._offsets)
+            batch, offsets = self._pending, dict(self._offsets)
             attempt = 0
             while True:
                 try:
                     started = time.perf_counter()
-                    await self._write(rows)
+                    await self._write(_merge(batch))
                     BATCH_SECONDS.observe(time.perf_counter() - started)
                     break
                 except Exception as exc:
                     attempt += 1
                     WRITE_RETRIES.inc()
+                    if attempt >= 3 and await self.clickhouse.ping():
+                        log.error("batch_refused_isolating_records", error=str(exc)[:500], records=len(batch))
+                        await self._write_record_by_record(batch)
+                        break
                     delay = min(0.2 * 2**attempt, 10.0)
-                    log.error("batch_write_failed", error=str(exc), attempt=attempt, retry_in=delay)
+                    log.error("batch_write_failed", error=str(exc)[:500], attempt=attempt, retry_in=delay)
                     await asyncio.sleep(delay)
             assert self._consumer is not None
             await self._consumer.commit({tp: OffsetAndMetadata(off, "") for tp, off in offsets.items()})
-            log.debug("batch_written", traces=len(rows.traces), spans=len(rows.spans), events=len(rows.events))
-            self._pending = Rows()
-            self._offsets = {}
+            log.debug("batch_written", records=len(batch), traces=self._pending_traces)
+            self._pending, self._pending_traces, self._offsets = [], 0, {}
             self._first_pending_at = None
 
     async def _write(self, rows: Rows) -> None:
@@ -156,6 +172,15 @@ class IngestWorker:
             if batch:
                 await self.clickhouse.insert_json_rows(table, batch)
                 ROWS_WRITTEN.labels(table).inc(len(batch))
+
+    async def _write_record_by_record(self, batch: list[tuple[ConsumerRecord[bytes, bytes], Rows]]) -> None:
+        """Rewriting rows already written is harmless: storage is keyed by ids."""
+        assert self._dlq is not None
+        for record, rows in batch:
+            try:
+                await self._write(rows)
+            except Exception as exc:
+                await self._dlq.send(record, f"refused by ClickHouse: {exc}"[:4000])
 
     async def stop(self) -> None:
         """Clean shutdown: finish the batch, write, commit, leave the group."""
@@ -171,7 +196,7 @@ class IngestWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        self._pending, self._offsets = Rows(), {}
+        self._pending, self._pending_traces, self._offsets = [], 0, {}
         await self._close()
 
     async def _close(self) -> None:

@@ -53,16 +53,18 @@ class ClickHouse:
         return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 
     async def insert_json_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert rows as JSONEachRow: one serialisation in C (orjson), parsed by the engine."""
+        """Insert rows as one JSON array in JSONEachRow: a single orjson call, parsed by the engine.
+
+        Datetimes may be ISO 8601 text with an offset (``best_effort`` parsing).
+        """
         if not rows:
             return
-        block = b"\n".join(orjson.dumps(row) for row in rows)
         await self._run(
             self._client.raw_insert,
             f"{self.database}.{_check_identifier(table)}",
             None,
-            block,
-            settings={"input_format_skip_unknown_fields": 1},
+            orjson.dumps(rows),
+            settings={"input_format_skip_unknown_fields": 1, "date_time_input_format": "best_effort"},
             fmt="JSONEachRow",
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from trulayer_common.errors import ApiError
 
@@ -24,7 +24,8 @@ TokenCount = Annotated[int, Field(ge=0)]
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, str_max_length=1_000_000)
+    # No global str_max_length: it doubles validation time, and the body size limit bounds strings.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
 class EventRequest(_Wire):
@@ -44,11 +45,17 @@ class EventRequest(_Wire):
         return value
 
 
+def _span_type(value: Any) -> Any:
+    return "other" if value in (None, "default") else value
+
+
 class SpanRequest(_Wire):
     id: Identifier | None = None
     parent_span_id: Identifier | None = None
     name: Annotated[str, Field(min_length=1, max_length=1024)]
-    type: Literal["llm", "tool", "retrieval", "other"] = Field(default="other", alias="type")
+    type: Annotated[Literal["llm", "tool", "retrieval", "other"], BeforeValidator(_span_type)] = Field(
+        default="other", validation_alias=AliasChoices("type", "span_type")
+    )
     input: Any = None
     output: Any = None
     model: str | None = None
@@ -58,25 +65,12 @@ class SpanRequest(_Wire):
     prompt_tokens: TokenCount | None = None
     completion_tokens: TokenCount | None = None
     metadata: dict[str, Any] | None = None
-    start_time: datetime | None = Field(default=None, validation_alias="start_time")
-    end_time: datetime | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _aliases(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            if data.get("type") == "default" or data.get("type") is None:
-                data = {**data, "type": "other"}
-            for old, new in (("started_at", "start_time"), ("ended_at", "end_time"), ("span_type", "type")):
-                if old in data and new not in data:
-                    data = {**data, new: data[old]}
-        return data
+    start_time: datetime | None = Field(default=None, validation_alias=AliasChoices("start_time", "started_at"))
+    end_time: datetime | None = Field(default=None, validation_alias=AliasChoices("end_time", "ended_at"))
 
 
-Tags = (
-    list[Annotated[str, Field(max_length=MAX_TAG_CHARS)]]
-    | dict[Annotated[str, Field(max_length=MAX_TAG_CHARS)], Annotated[str, Field(max_length=MAX_TAG_CHARS)]]
-)
+_Tag = Annotated[str, Field(max_length=MAX_TAG_CHARS)]
+Tags = dict[_Tag, _Tag] | list[_Tag]
 
 
 class TraceRequest(_Wire):
@@ -91,40 +85,33 @@ class TraceRequest(_Wire):
     output: Any = None
     model: str | None = None
     latency_ms: NonNegative | None = None
-    cost: NonNegative | None = None
+    cost: NonNegative | None = Field(default=None, validation_alias=AliasChoices("cost", "cost_usd"))
     error: str | None = None
-    prompt_tokens: TokenCount | None = None
-    completion_tokens: TokenCount | None = None
-    tags: Tags | None = None
+    prompt_tokens: TokenCount | None = Field(default=None, validation_alias=AliasChoices("prompt_tokens", "tokens_in"))
+    completion_tokens: TokenCount | None = Field(
+        default=None, validation_alias=AliasChoices("completion_tokens", "tokens_out")
+    )
+    tags: Tags | None = Field(default=None, union_mode="left_to_right")
     metadata: dict[str, Any] | None = None
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
+    started_at: datetime | None = Field(default=None, validation_alias=AliasChoices("started_at", "start_time"))
+    ended_at: datetime | None = Field(default=None, validation_alias=AliasChoices("ended_at", "end_time"))
     spans: Annotated[list[SpanRequest], Field(max_length=10_000)] = Field(default_factory=list)
     events: Annotated[list[EventRequest], Field(max_length=10_000)] = Field(default_factory=list)
+    # GuardLayer's flat call fields, folded into error/metadata after validation.
+    status: Annotated[str, Field(max_length=256)] | None = Field(default=None, exclude=True)
+    guardrail_flags: list[Any] | None = Field(default=None, exclude=True)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _guardlayer_fields(cls, data: Any) -> Any:
-        """Map GuardLayer's flat call fields and TruLayer's alternative names onto ours."""
-        if not isinstance(data, dict):
-            return data
-        out = dict(data)
-        for old, new in (
-            ("tokens_in", "prompt_tokens"),
-            ("tokens_out", "completion_tokens"),
-            ("cost_usd", "cost"),
-            ("start_time", "started_at"),
-            ("end_time", "ended_at"),
-        ):
-            if old in out and out.get(new) is None:
-                out[new] = out[old]
-        status = out.get("status")
-        if isinstance(status, str) and status.lower() not in ("success", "ok") and not out.get("error"):
-            out["error"] = status
-        flags = out.get("guardrail_flags")
-        if flags:
-            out["metadata"] = {**(out.get("metadata") or {}), "guardrail_flags": flags}
-        return out
+    @model_validator(mode="after")
+    def _guardlayer_fields(self) -> TraceRequest:
+        """A non-success ``status`` is the error; ``guardrail_flags`` go to metadata."""
+        if self.status is not None:
+            if self.error is None and self.status.lower() not in ("success", "ok"):
+                self.error = self.status
+            self.status = None
+        if self.guardrail_flags:
+            self.metadata = {**(self.metadata or {}), "guardrail_flags": self.guardrail_flags}
+        self.guardrail_flags = None
+        return self
 
     @field_validator("tags")
     @classmethod
