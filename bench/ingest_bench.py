@@ -8,8 +8,13 @@ Prints three figures:
 3. Ingest → queryable latency p50/p99: from the 2xx of a probe trace to its first 200 on
    ``GET /v1/traces/{id}``, measured *while* the batch load of (1) runs, and again idle.
 
+A warm-up of BENCH_WARMUP_SECONDS (15) of the same batch load runs first and is not counted:
+right after a start the Kafka JVM is still compiling its hot paths and the first seconds are
+markedly slower.
+
 Environment: BENCH_URL (default http://127.0.0.1:8080), BENCH_KEY (default: the key in
-.trulayer/bootstrap.json), BENCH_SECONDS (60), BENCH_CLIENTS (6), BENCH_SINGLE_SECONDS (15).
+.trulayer/bootstrap.json), BENCH_SECONDS (60), BENCH_CLIENTS (6), BENCH_SINGLE_SECONDS (15),
+BENCH_WARMUP_SECONDS (15).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ URL = os.environ.get("BENCH_URL", "http://127.0.0.1:8080")
 SECONDS = float(os.environ.get("BENCH_SECONDS", "60"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "6"))
 SINGLE_SECONDS = float(os.environ.get("BENCH_SINGLE_SECONDS", "15"))
+WARMUP_SECONDS = float(os.environ.get("BENCH_WARMUP_SECONDS", "15"))
 BATCH = 100
 
 
@@ -219,6 +225,13 @@ async def main() -> None:
             f"target {URL}; everything (stack, Kafka, Redis, this load generator) on this machine",
             flush=True,
         )
+        if WARMUP_SECONDS > 0:
+            print(f"[0/3] warm-up: {WARMUP_SECONDS:.0f} s of batch load, not counted ...", flush=True)
+            warm = _CountDict({"accepted": 0})
+            deadline = time.monotonic() + WARMUP_SECONDS
+            await asyncio.gather(
+                *(run.batch_client(c, f"bench-warmup-{run.run_id}", deadline, warm) for c in range(CLIENTS))
+            )
         print(f"[1/3] batch ingest: {CLIENTS} clients x {BATCH}-trace batches for {SECONDS:.0f} s ...", flush=True)
         batch = await run.batch_phase()
         under_load = batch.pop("queryable_under_load")

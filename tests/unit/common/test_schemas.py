@@ -32,17 +32,24 @@ def test_trace_accepts_guardlayer_flat_fields_and_alternative_names():
     )
     assert trace.prompt_tokens == 3
     assert trace.cost == 0.5
+    trace.fold_guardlayer_fields()
     assert trace.error == "timeout"
     assert trace.started_at is not None and trace.started_at.year == 2026
-    assert TraceRequest.model_validate({"status": "success"}).error is None
+    ok = TraceRequest.model_validate({"status": "success", "guardrail_flags": ["pii"]})
+    ok.fold_guardlayer_fields()
+    assert ok.error is None
+    assert ok.metadata == {"guardrail_flags": ["pii"]}
+    assert "status" not in ok.model_dump()
 
 
-def test_aliases_of_span_type_and_event_level():
-    assert SpanRequest.model_validate({"name": "x", "type": "default"}).type == "other"
-    assert SpanRequest.model_validate({"name": "x"}).type == "other"
-    assert EventRequest.model_validate({"message": "m", "level": "WARNING"}).level == "warn"
+def test_alternative_span_types_and_event_levels_are_accepted():
+    assert SpanRequest.model_validate({"name": "x", "type": "default"}).type == "default"
+    assert SpanRequest.model_validate({"name": "x", "span_type": "tool"}).type == "tool"
+    assert EventRequest.model_validate({"message": "m", "level": "warning"}).level == "warning"
     with pytest.raises(ValidationError):
         SpanRequest.model_validate({"name": "x", "type": "database"})
+    with pytest.raises(ValidationError):
+        EventRequest.model_validate({"message": "m", "level": "loud"})
 
 
 def test_unknown_fields_are_ignored():

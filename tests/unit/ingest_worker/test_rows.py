@@ -52,6 +52,16 @@ def test_trace_spans_and_events_become_rows():
     assert rows.events[0]["timestamp"] == "2026-03-07T12:34:56.789000Z"
 
 
+def test_span_types_and_event_levels_are_normalised():
+    trace = full_trace(
+        spans=[{"id": "a", "name": "n", "type": "default"}, {"id": "b", "name": "n"}],
+        events=[{"id": "e", "message": "m", "level": "warning"}, {"id": "f", "message": "m"}],
+    )
+    rows = to_rows(envelope(trace), 30)
+    assert [s["type"] for s in rows.spans] == ["other", "other"]
+    assert [e["level"] for e in rows.events] == ["warn", "info"]
+
+
 def test_trace_level_tokens_win_over_span_sums():
     rows = to_rows(envelope(full_trace(prompt_tokens=100, spans=[{"id": "s", "name": "n", "prompt_tokens": 1}])), 30)
     assert rows.traces[0]["prompt_tokens"] == 100

@@ -24,10 +24,20 @@ log = get_logger(__name__)
 DEDUP_FAIL_OPEN = Counter("trulayer_gateway_dedup_fail_open_total", "dedup checks skipped: Redis unavailable")
 
 
+_SEEN_LUA = """
+local current = redis.call('SMISMEMBER', KEYS[1], unpack(ARGV))
+local previous = redis.call('SMISMEMBER', KEYS[2], unpack(ARGV))
+for i = 1, #current do current[i] = current[i] + previous[i] end
+return current
+"""
+
+
 class TraceDeduplicator:
     def __init__(self, redis: Redis, ttl_seconds: int) -> None:
         self._redis = redis
         self._ttl = max(int(ttl_seconds), 1)
+        # One round trip and one command to pack, whatever the batch size (EVALSHA, cached).
+        self._seen_script = redis.register_script(_SEEN_LUA)
 
     def _key(self, tenant_id: str, bucket: int) -> str:
         return f"tl:seen:{tenant_id}:{bucket}"
@@ -39,16 +49,14 @@ class TraceDeduplicator:
         if not trace_ids:
             return set()
         bucket = self._bucket()
+        keys = [self._key(tenant_id, bucket), self._key(tenant_id, bucket - 1)]
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.smismember(self._key(tenant_id, bucket), list(trace_ids))
-                pipe.smismember(self._key(tenant_id, bucket - 1), list(trace_ids))
-                current, previous = await pipe.execute()
+            flags = await self._seen_script(keys=keys, args=list(trace_ids))
         except Exception as exc:
             DEDUP_FAIL_OPEN.inc()
             log.warning("dedup_check_failed", error=str(exc))
             return set()
-        return {t for t, a, b in zip(trace_ids, current, previous, strict=True) if a or b}
+        return {t for t, flag in zip(trace_ids, flags, strict=True) if flag}
 
     async def mark(self, tenant_id: str, trace_ids: Sequence[str]) -> None:
         if not trace_ids:

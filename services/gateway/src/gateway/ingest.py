@@ -34,6 +34,7 @@ def prepare(trace: TraceRequest, project_id: str, project_name_sent: str | None,
     """Fill what the client left out, so the record is complete and replayable as is."""
     if trace.id is None:
         trace.id = str(uuid.uuid4())
+    trace.fold_guardlayer_fields()
     if project_name_sent is not None and project_name_sent != project_id:
         trace.metadata = {**(trace.metadata or {}), "project_name": project_name_sent}
     trace.project_id = project_id
@@ -56,10 +57,13 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
     """Produce the new traces; returns (all ids in order, ids that were duplicates)."""
     state = request.app[config_state]
     received_at = datetime.now(UTC)
+    projects: dict[str | None, str] = {}  # a batch names few projects: resolve each once
     for trace in traces:
         sent = trace.project_id
-        project = project_for_ingest(state, principal, sent)
-        prepare(trace, project.id, sent, received_at)
+        project_id = projects.get(sent)
+        if project_id is None:
+            project_id = projects[sent] = project_for_ingest(state, principal, sent).id
+        prepare(trace, project_id, sent, received_at)
     ids = [t.id for t in traces if t.id is not None]
     tenant_id = principal.tenant.id
     dedup = request.app[dedup_key]

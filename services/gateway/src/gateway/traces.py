@@ -183,9 +183,11 @@ async def get_trace(request: web.Request) -> web.Response:
     if len(trace_id) > 256:
         raise ApiError(404, "Trace not found", "not_found")
     ch = request.app[clickhouse_key]
+    # No FINAL here: the newest version by created_at is what ReplacingMergeTree keeps, and
+    # without FINAL the bloom filter on id skips every granule but the trace's own.
     rows = await ch.query(
-        f"SELECT {TRACE_COLUMNS} FROM {ch.database}.traces FINAL "
-        "WHERE tenant_id = {tenant:String} AND id = {id:String} LIMIT 1",
+        f"SELECT {TRACE_COLUMNS} FROM {ch.database}.traces "
+        "WHERE tenant_id = {tenant:String} AND id = {id:String} ORDER BY created_at DESC LIMIT 1",
         {"tenant": principal.tenant.id, "id": trace_id},
     )
     if not rows:

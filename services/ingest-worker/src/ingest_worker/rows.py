@@ -16,6 +16,7 @@ import orjson
 
 from trulayer_common.failures import classify_failure
 from trulayer_common.schemas.envelope import SCHEMA_VERSION
+from trulayer_common.schemas.ingest import EVENT_LEVELS, SPAN_TYPES
 
 
 class InvalidRecordError(ValueError):
@@ -104,7 +105,7 @@ def _trace_rows(tenant_id: str, created: str, trace: dict[str, Any], retention_d
                 "id": _required(span, "id", f"span of trace {trace_id}"),
                 "parent_span_id": span.get("parent_span_id") or "",
                 "name": span.get("name") or "",
-                "type": span.get("type") or "other",
+                "type": SPAN_TYPES.get(span.get("type") or "other", "other"),
                 "input": _text(span.get("input")),
                 "output": _text(span.get("output")),
                 "model": span.get("model") or "",
@@ -129,7 +130,7 @@ def _trace_rows(tenant_id: str, created: str, trace: dict[str, Any], retention_d
                 "trace_id": trace_id,
                 "id": _required(event, "id", f"event of trace {trace_id}"),
                 "span_id": event.get("span_id") or "",
-                "level": event.get("level") or "info",
+                "level": EVENT_LEVELS.get(event.get("level") or "info", "info"),
                 "message": event.get("message") or "",
                 "metadata": _text(event.get("metadata") or {}),
                 "timestamp": event.get("timestamp") or started,

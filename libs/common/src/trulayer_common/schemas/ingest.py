@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from trulayer_common.errors import ApiError
 
@@ -28,33 +28,36 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
+# Alternative spellings are accepted as they come and normalised by the ingest-worker's pure
+# transform (see SPAN_TYPES / EVENT_LEVELS): Python validators here would cost more than the
+# Rust validation of the whole trace.
+SPAN_TYPES = {"llm": "llm", "tool": "tool", "retrieval": "retrieval", "other": "other", "default": "other"}
+EVENT_LEVELS = {
+    "info": "info",
+    "debug": "info",
+    "warn": "warn",
+    "warning": "warn",
+    "error": "error",
+    "critical": "error",
+    "fatal": "error",
+}
+
+
 class EventRequest(_Wire):
     id: Identifier | None = None
     span_id: Identifier | None = None
-    level: Literal["info", "warn", "error"] = "info"
+    level: Literal["info", "debug", "warn", "warning", "error", "critical", "fatal"] | None = None
     message: str
     metadata: dict[str, Any] | None = None
     timestamp: datetime | None = None
-
-    @field_validator("level", mode="before")
-    @classmethod
-    def _level(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.lower()
-            return {"warning": "warn", "debug": "info", "critical": "error", "fatal": "error"}.get(value, value)
-        return value
-
-
-def _span_type(value: Any) -> Any:
-    return "other" if value in (None, "default") else value
 
 
 class SpanRequest(_Wire):
     id: Identifier | None = None
     parent_span_id: Identifier | None = None
     name: Annotated[str, Field(min_length=1, max_length=1024)]
-    type: Annotated[Literal["llm", "tool", "retrieval", "other"], BeforeValidator(_span_type)] = Field(
-        default="other", validation_alias=AliasChoices("type", "span_type")
+    type: Literal["llm", "tool", "retrieval", "other", "default"] | None = Field(
+        default=None, validation_alias=AliasChoices("type", "span_type")
     )
     input: Any = None
     output: Any = None
@@ -101,9 +104,12 @@ class TraceRequest(_Wire):
     status: Annotated[str, Field(max_length=256)] | None = Field(default=None, exclude=True)
     guardrail_flags: list[Any] | None = Field(default=None, exclude=True)
 
-    @model_validator(mode="after")
-    def _guardlayer_fields(self) -> TraceRequest:
-        """A non-success ``status`` is the error; ``guardrail_flags`` go to metadata."""
+    def fold_guardlayer_fields(self) -> None:
+        """A non-success ``status`` becomes the error; ``guardrail_flags`` go to metadata.
+
+        Called by the gateway while it completes the trace (not a validator: a Python call per
+        trace during validation costs more than the rest of the validation).
+        """
         if self.status is not None:
             if self.error is None and self.status.lower() not in ("success", "ok"):
                 self.error = self.status
@@ -111,7 +117,6 @@ class TraceRequest(_Wire):
         if self.guardrail_flags:
             self.metadata = {**(self.metadata or {}), "guardrail_flags": self.guardrail_flags}
         self.guardrail_flags = None
-        return self
 
     @field_validator("tags")
     @classmethod

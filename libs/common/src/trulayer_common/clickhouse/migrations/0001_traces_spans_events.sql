@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS {db}.traces
     created_at        DateTime64(3, 'UTC'),
     span_count        UInt32,
     retention_days    UInt16,
+    INDEX idx_id id TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_session session_id TYPE bloom_filter GRANULARITY 4,
     INDEX idx_model model TYPE set(256) GRANULARITY 4
 )
