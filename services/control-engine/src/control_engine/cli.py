@@ -16,8 +16,9 @@ from control_engine.config_log import ConfigLogWriter
 from control_engine.settings import ControlEngineSettings
 from control_engine.tenants import CreatedTenant, create_tenant
 from trulayer_common import runtime
+from trulayer_common.clickhouse import apply_migrations, create_clickhouse
 from trulayer_common.config import Plan
-from trulayer_common.kafka import create_producer
+from trulayer_common.kafka import create_producer, ensure_topics
 
 
 async def create_tenant_via_kafka(settings: ControlEngineSettings, name: str, plan: Plan) -> CreatedTenant:
@@ -37,12 +38,32 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--plan", choices=list(get_args(Plan)), default="starter")
     create.add_argument("--json", action="store_true", help="print a JSON object instead of text")
+    sub.add_parser("setup", help="create the Kafka topics and apply the ClickHouse migrations (idempotent)")
     return parser
+
+
+async def setup(settings: ControlEngineSettings) -> None:
+    """One-shot set-up of a distributed install: topics with their partition counts, migrations."""
+    created = await ensure_topics(settings)
+    print(f"topics created: {', '.join(created) or 'none (all exist)'}")
+    ch = create_clickhouse(settings.clickhouse_url, settings.clickhouse_database)
+    try:
+        applied = await apply_migrations(ch)
+    finally:
+        ch.close()
+    print(f"migrations applied: {', '.join(map(str, applied)) or 'none (up to date)'}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = ControlEngineSettings()
+    if args.command == "setup":
+        try:
+            runtime.run(setup(settings))
+        except Exception as exc:
+            print(f"error: set-up failed: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "tenants" and args.action == "create":
         try:
             created = runtime.run(create_tenant_via_kafka(settings, args.name, args.plan))
