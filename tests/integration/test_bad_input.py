@@ -14,6 +14,7 @@ from control_engine.tenants import revoke_api_key
 from gateway.resources import config_state
 from tests.integration.conftest import Harness, Tenant, eventually, trace
 from trulayer_common.config import hash_api_key
+from trulayer_common.schemas.responses import ErrorBody
 
 
 async def expect_error(
@@ -26,6 +27,7 @@ async def expect_error(
     assert isinstance(body["error"], str) and body["error"]
     assert error_contains in body["error"]
     assert body["request_id"] == resp.headers["X-Request-Id"]
+    ErrorBody.model_validate(body)  # the documented error shape, nothing else
     return body
 
 

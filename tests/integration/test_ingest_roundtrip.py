@@ -7,6 +7,13 @@ from typing import Any
 import aiohttp
 
 from tests.integration.conftest import Harness, Tenant, eventually, trace
+from trulayer_common.schemas.responses import (
+    BatchIngestResponse,
+    DuplicateResponse,
+    IngestResponse,
+    MetricsResponse,
+    TraceDetail,
+)
 
 
 async def get_trace(http: aiohttp.ClientSession, harness: Harness, tenant: Tenant, trace_id: str) -> Any:
@@ -31,11 +38,12 @@ async def test_trace_round_trip_with_spans_and_events(http: aiohttp.ClientSessio
     )
     async with http.post(f"{harness.gateway_url}/v1/ingest", json=body, headers=tenant.headers) as resp:
         assert resp.status == 201, await resp.text()
-        created = await resp.json()
-        assert created["id"] == body["id"]
+        created = IngestResponse.model_validate(await resp.json())
+        assert created.id == body["id"]
         assert resp.headers["X-Request-Id"]
 
     stored = await eventually(lambda: get_trace(http, harness, tenant, body["id"]))
+    TraceDetail.model_validate(stored)
     assert stored["project_id"] == tenant.project_id
     assert stored["input"] == "What is 2+2?"
     assert stored["output"] == {"answer": 4}
@@ -52,6 +60,7 @@ async def test_trace_round_trip_with_spans_and_events(http: aiohttp.ClientSessio
     params = {"from": "2026-11-22T00:00:00Z", "to": "2026-11-23T00:00:00Z"}
     async with http.get(f"{harness.gateway_url}/v1/metrics", params=params, headers=tenant.headers) as resp:
         metrics = await resp.json()
+    MetricsResponse.model_validate(metrics)
     assert metrics["total_traces"] == 1
     assert metrics["error_count"] == 0
     assert metrics["p50_latency_ms"] == 100
@@ -65,6 +74,7 @@ async def test_batch_of_traces_and_guardlayer_calls(http: aiohttp.ClientSession,
     ) as resp:
         assert resp.status == 201
         body = await resp.json()
+    BatchIngestResponse.model_validate(body)
     assert body["ingested"] == 10
     assert body["ids"] == [t["id"] for t in traces]
 
@@ -86,6 +96,7 @@ async def test_batch_of_traces_and_guardlayer_calls(http: aiohttp.ClientSession,
         return m if m["total_traces"] == 12 else None
 
     metrics = await eventually(all_counted)
+    MetricsResponse.model_validate(metrics)
     assert metrics["error_count"] == 1
     assert metrics["total_calls"] == 12
     by_model = {m["model"]: m for m in metrics["by_model"]}
@@ -123,7 +134,9 @@ async def test_resent_trace_is_a_duplicate_and_stored_once(
         assert resp.status == 201
     async with http.post(f"{harness.gateway_url}/v1/ingest", json=body, headers=tenant.headers) as resp:
         assert resp.status == 200
-        assert await resp.json() == {"status": "duplicate", "id": body["id"]}
+        duplicate = await resp.json()
+        assert duplicate == {"status": "duplicate", "id": body["id"]}
+        DuplicateResponse.model_validate(duplicate)
     # In a batch: the re-sent id and a repeated id within the batch are both duplicates.
     fresh = trace()
     async with http.post(

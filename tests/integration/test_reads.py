@@ -7,12 +7,14 @@ from typing import Any
 import aiohttp
 
 from tests.integration.conftest import Harness, Tenant, eventually, trace
+from trulayer_common.schemas.responses import TraceList
 
 
 async def list_ids(http: aiohttp.ClientSession, harness: Harness, tenant: Tenant, **params: Any) -> list[str]:
     async with http.get(f"{harness.gateway_url}/v1/traces", params=params, headers=tenant.headers) as resp:
         assert resp.status == 200, await resp.text()
-        return [t["id"] for t in (await resp.json())["traces"]]
+        page = TraceList.model_validate(await resp.json())
+        return [t.id for t in page.traces]
 
 
 async def ingest_all(http: aiohttp.ClientSession, harness: Harness, tenant: Tenant, traces: list[dict[str, Any]]):
@@ -144,3 +146,22 @@ async def test_health_ready_and_prometheus(http: aiohttp.ClientSession, harness:
         text = await resp.text()
     assert "trulayer_http_requests_total" in text
     assert "trulayer_ingest_rows_written_total" in text
+
+
+async def test_openapi_document_and_docs_page(http: aiohttp.ClientSession, harness: Harness):
+    async with http.get(f"{harness.gateway_url}/openapi.json") as resp:
+        assert resp.status == 200
+        document = await resp.json()
+    assert document["openapi"] == "3.1.0"
+    assert {"/v1/ingest", "/v1/ingest/batch", "/v1/traces", "/v1/traces/{trace_id}", "/v1/metrics"} <= set(
+        document["paths"]
+    )
+    schemas = document["components"]["schemas"]
+    assert "latency_ms" in schemas["TraceRequest"]["properties"]
+    assert schemas["BatchIngestResponse"]["required"] == ["ingested", "ids", "duplicates"]
+    ingest = document["paths"]["/v1/ingest"]["post"]
+    assert ingest["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/TraceRequest")
+    assert "413" in ingest["responses"] and "415" in ingest["responses"]
+    async with http.get(f"{harness.gateway_url}/docs") as resp:
+        assert resp.status == 200
+        assert "/openapi.json" in await resp.text()

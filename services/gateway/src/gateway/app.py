@@ -15,6 +15,7 @@ from gateway.auth import authenticate
 from gateway.dedup import TraceDeduplicator
 from gateway.ingest import ingest_batch, ingest_one
 from gateway.metrics import get_metrics
+from gateway.openapi import add_openapi_routes
 from gateway.resources import (
     clickhouse_key,
     config_reader_key,
@@ -124,4 +125,5 @@ def create_app(settings: GatewaySettings, *, clickhouse: ClickHouse | None = Non
     app.router.add_get("/v1/traces", list_traces)
     app.router.add_get("/v1/traces/{trace_id}", get_trace)
     app.router.add_get("/v1/metrics", get_metrics)
+    add_openapi_routes(app)
     return app
