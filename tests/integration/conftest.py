@@ -21,11 +21,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from alerter.app import create_app as create_alerter
+from alerter.settings import AlerterSettings
+from control_engine.app import create_app as create_control_engine
 from control_engine.config_log import ConfigLogWriter
+from control_engine.session_tokens import mint_session_token
+from control_engine.settings import ControlEngineSettings
 from control_engine.tenants import CreatedTenant, create_tenant
 from gateway.app import create_app as create_gateway
 from gateway.resources import config_state
 from gateway.settings import GatewaySettings
+from ingest_worker.alerts_writer import AlertsWriter
 from ingest_worker.settings import IngestWorkerSettings
 from ingest_worker.worker import IngestWorker
 from trulayer_common.clickhouse import ClickHouse, apply_migrations, create_clickhouse
@@ -37,6 +43,8 @@ REPO = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("TRULAYER_DATA_DIR", REPO / ".trulayer" / "test")).resolve()
 KAFKA = f"127.0.0.1:{os.environ.get('TRULAYER_KAFKA_PORT', '39092')}"
 REDIS = f"redis://127.0.0.1:{os.environ.get('TRULAYER_REDIS_PORT', '36379')}/0"
+INTERNAL_TOKEN = f"tests-internal-{uuid.uuid4().hex}"
+SESSION_SECRET = f"tests-session-secret-{uuid.uuid4().hex}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -89,13 +97,35 @@ class Harness:
         self.base = ServiceSettings(
             kafka_bootstrap_servers=KAFKA, redis_url=REDIS, clickhouse_url=f"chdb://{DATA_DIR / 'chdb'}"
         )
-        self.gateway_settings = GatewaySettings(**self._shared())
+        self.control_port = free_port()
+        self.control_settings = ControlEngineSettings(
+            **self._shared(), internal_token=INTERNAL_TOKEN, session_hs256_secret=SESSION_SECRET
+        )
+        self.gateway_settings = GatewaySettings(
+            **self._shared(),
+            internal_token=INTERNAL_TOKEN,
+            session_hs256_secret=SESSION_SECRET,
+            control_engine_url=f"http://127.0.0.1:{self.control_port}",
+        )
         self.worker_settings = IngestWorkerSettings(**self._shared(), batch_max_wait_ms=200)
+        # The alerter starts on first use (alerting tests only), on a consumer group of its own.
+        self.alerter_settings = AlerterSettings(
+            **self._shared(),
+            alerter_app_id=f"tests-alerter-{uuid.uuid4().hex[:8]}",
+            alerter_data_dir=str(DATA_DIR / "alerter"),
+            webhook_backoff_base_seconds=0.05,
+            webhook_backoff_max_seconds=0.2,
+        )
+        self.alerter_app: web.Application | None = None
+        self._alerter_runner: web.AppRunner | None = None
+        self.alerts_writer: AlertsWriter
         self.clickhouse: ClickHouse
         self.writer: ConfigLogWriter
         self.worker: IngestWorker
         self.gateway_url = ""
         self._runner: web.AppRunner | None = None
+        self._control_runner: web.AppRunner | None = None
+        self.control_app: web.Application
         self._producer: Any = None
         self.gateway_app: web.Application
 
@@ -115,6 +145,12 @@ class Harness:
         self.writer = ConfigLogWriter(self._producer)
         self.worker = IngestWorker(self.worker_settings, self.clickhouse)
         await self.worker.start()
+        self.alerts_writer = AlertsWriter(self.worker_settings, self.clickhouse)
+        await self.alerts_writer.start()
+        self.control_app = create_control_engine(self.control_settings, clickhouse=self.clickhouse)
+        self._control_runner = web.AppRunner(self.control_app, access_log=None)
+        await self._control_runner.setup()
+        await web.TCPSite(self._control_runner, "127.0.0.1", self.control_port).start()
         self.gateway_app, self._runner, self.gateway_url = await self.start_gateway(self.gateway_settings)
 
     async def start_gateway(self, settings: GatewaySettings) -> tuple[web.Application, web.AppRunner, str]:
@@ -134,9 +170,27 @@ class Harness:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._control_runner is not None:
+            await self._control_runner.cleanup()
+        await self.stop_alerter()
+        await self.alerts_writer.stop()
         await self.worker.stop()
         await self._producer.stop()
         self.clickhouse.close()
+
+    async def start_alerter(self) -> web.Application:
+        """Start the alerter (once; again after :meth:`stop_alerter`): resumes its group and changelogs."""
+        if self.alerter_app is None:
+            self.alerter_app = create_alerter(self.alerter_settings)
+            self._alerter_runner = web.AppRunner(self.alerter_app, access_log=None)
+            await self._alerter_runner.setup()
+        return self.alerter_app
+
+    async def stop_alerter(self) -> None:
+        if self._alerter_runner is not None:
+            await self._alerter_runner.cleanup()
+        self._alerter_runner = None
+        self.alerter_app = None
 
     async def new_tenant(self, plan: str = "pro", state: ConfigState | None = None) -> Tenant:
         """A fresh tenant, returned once the gateway's config view has its key."""
@@ -148,6 +202,11 @@ class Harness:
 
         await eventually(known, timeout=10)
         return Tenant(created)
+
+    def session_headers(self, tenant_id: str, role: str = "owner", subject: str = "tester") -> dict[str, str]:
+        """``Authorization`` for a dashboard session of ``tenant_id`` (HS256, the harness's secret)."""
+        token = mint_session_token(self.control_settings, tenant_id, role, subject)  # type: ignore[arg-type]
+        return {"Authorization": f"Bearer {token}"}
 
     async def stored_traces(self, tenant_id: str) -> list[dict[str, Any]]:
         return await self.clickhouse.query(

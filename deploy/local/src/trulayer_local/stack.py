@@ -8,11 +8,15 @@ its own ``create_app``; only the ClickHouse client is shared.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from pydantic import SecretStr
 
+from alerter.app import create_app as create_alerter
+from alerter.settings import AlerterSettings
 from control_engine.app import create_app as create_control_engine
 from control_engine.settings import ControlEngineSettings
 from gateway.app import create_app as create_gateway
@@ -40,15 +44,23 @@ def default_services(clickhouse_url: str | None = None) -> list[ServiceSpec]:
     overrides = {"clickhouse_url": clickhouse_url} if clickhouse_url else {}
     control = ControlEngineSettings(**overrides)  # type: ignore[arg-type]
     gateway = GatewaySettings(**overrides)  # type: ignore[arg-type]
+    # Gateway and control-engine share this process: without a configured INTERNAL_TOKEN they
+    # get a fresh random one (nothing outside the process needs it).
+    token = control.internal_token or gateway.internal_token or SecretStr(secrets.token_urlsafe(32))
+    control = control.model_copy(update={"internal_token": token})
+    gateway = gateway.model_copy(update={"internal_token": token})
     worker = IngestWorkerSettings(**overrides)  # type: ignore[arg-type]
+    alerter = AlerterSettings(**overrides)  # type: ignore[arg-type]
     return [
         ServiceSpec(
             "control-engine",
-            lambda _ch: create_control_engine(control),
+            lambda ch: create_control_engine(control, clickhouse=ch),
             control.control_host,
             control.control_port,
         ),
         ServiceSpec("ingest-worker", lambda ch: create_ingest_worker(worker, clickhouse=ch), worker.worker_host, None),
+        # The faust app runs on this same loop (started in the alerter's cleanup_ctx).
+        ServiceSpec("alerter", lambda _ch: create_alerter(alerter), alerter.alerter_host, None),
         ServiceSpec(
             "gateway",
             lambda ch: create_gateway(gateway, clickhouse=ch),

@@ -1,49 +1,122 @@
-"""The control-engine application. This issue's part: the config log writer and reader, health.
+"""The control-engine application: owns configuration and appends every change to ``trulayer.config``.
 
-The tenancy, rules and policy APIs plug in here (their own modules) as they arrive.
+It is reached only through the gateway (which authenticates callers and forwards the
+control-plane routes with the principal and the internal token, see :mod:`control_engine.requests`).
+Each API lives in its own module with a ``routes`` table registered here.
+A ClickHouse client may be injected: the local stack shares one embedded chDB between services.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
 
+from control_engine import alerting_api, api_keys, guardlayer, projects
+from control_engine.audit import AuditLog
 from control_engine.config_log import ConfigLogWriter
+from control_engine.requests import internal_auth_middleware
+from control_engine.resources import (
+    audit_key,
+    clickhouse_key,
+    producer_key,
+    reader_key,
+    redis_key,
+    settings_key,
+    tenant_writes_key,
+    writer_key,
+)
 from control_engine.settings import ControlEngineSettings
+from control_engine.tenant_writes import TenantWrites
+from trulayer_common.clickhouse import ClickHouse, apply_migrations, create_clickhouse
 from trulayer_common.config import ConfigLogReader
 from trulayer_common.health import add_health_routes
 from trulayer_common.http import request_id_middleware
 from trulayer_common.kafka import create_producer
+from trulayer_common.logging import get_logger
+from trulayer_common.redis import create_redis, redis_ok
 
-settings_key = web.AppKey("settings", ControlEngineSettings)
-producer_key = web.AppKey("producer", AIOKafkaProducer)
-writer_key = web.AppKey("config_writer", ConfigLogWriter)
-reader_key = web.AppKey("config_reader", ConfigLogReader)
+log = get_logger(__name__)
 
 
-def create_app(settings: ControlEngineSettings) -> web.Application:
-    app = web.Application(middlewares=[request_id_middleware(settings.service_name)])
+async def _kafka(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    producer = create_producer(settings)
+    await producer.start()
+    try:
+        app[producer_key] = producer
+        app[writer_key] = ConfigLogWriter(producer)
+        reader = ConfigLogReader(settings)
+        await reader.start()
+        app[reader_key] = reader
+        yield
+        await reader.stop()
+    finally:
+        await producer.stop()
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    redis = create_redis(app[settings_key].redis_url)
+    if not await redis_ok(redis):
+        await redis.aclose()
+        raise RuntimeError(f"Redis at {app[settings_key].redis_url} is unreachable")
+    app[redis_key] = redis
+    yield
+    await redis.aclose()
+
+
+def _clickhouse(shared: ClickHouse | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[settings_key]
+        ch = shared or create_clickhouse(settings.clickhouse_url, settings.clickhouse_database)
+        if shared is None:
+            await apply_migrations(ch)
+        app[clickhouse_key] = ch
+        app[audit_key] = AuditLog(ch)
+        yield
+        if shared is None:
+            ch.close()
+
+    return ctx
+
+
+async def _tenant_writes(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    app[tenant_writes_key] = TenantWrites(
+        app[redis_key],
+        app[reader_key],
+        app[writer_key],
+        app[audit_key],
+        lock_ttl_seconds=settings.tenant_lock_ttl_seconds,
+        lock_wait_seconds=settings.tenant_lock_wait_seconds,
+        sync_timeout_seconds=settings.config_sync_timeout_seconds,
+    )
+    yield
+
+
+def create_app(settings: ControlEngineSettings, *, clickhouse: ClickHouse | None = None) -> web.Application:
+    token = settings.internal_token.get_secret_value() if settings.internal_token else None
+    if token is None:
+        log.warning("internal_token_unset", detail="every API request will be refused with 401")
+    app = web.Application(
+        middlewares=[request_id_middleware(settings.service_name), internal_auth_middleware(token)],
+        client_max_size=settings.max_body_bytes,
+    )
     app[settings_key] = settings
-
-    async def kafka(app: web.Application) -> AsyncIterator[None]:
-        producer = create_producer(settings)
-        await producer.start()
-        try:
-            app[producer_key] = producer
-            app[writer_key] = ConfigLogWriter(producer)
-            reader = ConfigLogReader(settings)
-            await reader.start()
-            app[reader_key] = reader
-            yield
-            await reader.stop()
-        finally:
-            await producer.stop()
+    app.cleanup_ctx.extend([_kafka, _redis, _clickhouse(clickhouse), _tenant_writes])
 
     async def config_ready() -> bool:
         return app[reader_key].ready.is_set()
 
-    app.cleanup_ctx.append(kafka)
-    add_health_routes(app, {"config": config_ready})
+    async def redis_ready() -> bool:
+        return await redis_ok(app[redis_key])
+
+    async def clickhouse_ready() -> bool:
+        return await app[clickhouse_key].ping()
+
+    add_health_routes(app, {"config": config_ready, "redis": redis_ready, "clickhouse": clickhouse_ready})
+    app.router.add_routes(projects.routes)
+    app.router.add_routes(api_keys.routes)
+    app.router.add_routes(guardlayer.routes)
+    app.router.add_routes(alerting_api.routes)
     return app

@@ -1,4 +1,5 @@
-"""``trulayer``: the operator CLI. ``trulayer tenants create --name N --plan P`` prints an owner key.
+"""``trulayer``: the operator CLI. ``trulayer tenants create --name N --plan P`` prints an owner key;
+``trulayer sessions token --tenant T --role R`` prints a local (HS256) dashboard session token.
 
 Reads ``KAFKA_BOOTSTRAP_SERVERS`` like every service; writes through the control-engine's
 config log writer, so the CLI and the API produce identical records.
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import timedelta
 from typing import get_args
 
 import orjson
 
 from control_engine.config_log import ConfigLogWriter
+from control_engine.session_tokens import mint_session_token
 from control_engine.settings import ControlEngineSettings
 from control_engine.tenants import CreatedTenant, create_tenant
 from trulayer_common import runtime
@@ -39,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--plan", choices=list(get_args(Plan)), default="starter")
     create.add_argument("--json", action="store_true", help="print a JSON object instead of text")
     sub.add_parser("setup", help="create the Kafka topics and apply the ClickHouse migrations (idempotent)")
+    sessions = sub.add_parser("sessions", help="local dashboard sessions").add_subparsers(dest="action", required=True)
+    token = sessions.add_parser("token", help="print an HS256 session token (needs SESSION_HS256_SECRET)")
+    token.add_argument("--tenant", required=True, help="tenant id")
+    token.add_argument("--role", choices=["owner", "member", "viewer"], default="owner")
+    token.add_argument("--subject", default="local-admin", help="the user the token names (audit 'actor')")
+    token.add_argument("--ttl-minutes", type=int, default=60)
     return parser
 
 
@@ -62,6 +71,17 @@ def main(argv: list[str] | None = None) -> int:
             runtime.run(setup(settings))
         except Exception as exc:
             print(f"error: set-up failed: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "sessions" and args.action == "token":
+        try:
+            print(
+                mint_session_token(
+                    settings, args.tenant, args.role, args.subject, timedelta(minutes=max(args.ttl_minutes, 1))
+                )
+            )
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 1
         return 0
     if args.command == "tenants" and args.action == "create":

@@ -8,14 +8,16 @@ from aiokafka import AIOKafkaProducer
 
 from trulayer_common import topics
 from trulayer_common.config import ConfigRecord
-from trulayer_common.config.entities import ApiKey, Project, Tenant
+from trulayer_common.config.entities import AlertRule, ApiKey, Project, Tenant, Webhook
 
 
 class ConfigLogWriter:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self._producer = producer
 
-    async def append(self, entity: Tenant | Project | ApiKey, actor: str = "system") -> ConfigRecord:
+    async def append(
+        self, entity: Tenant | Project | ApiKey | AlertRule | Webhook, actor: str = "system"
+    ) -> ConfigRecord:
         """Write the entity's full state; returns once the broker acknowledged (acks=all)."""
         record = ConfigRecord(entity=entity, actor=actor, at=datetime.now(UTC))
         await self._producer.send_and_wait(

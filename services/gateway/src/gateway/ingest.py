@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from gateway.auth import Principal, project_for_ingest
+from gateway.limits import rate_limiter_key
 from gateway.resources import config_state, dedup_key, principal_key, producer_key, settings_key
 from trulayer_common import topics
 from trulayer_common.errors import unavailable
@@ -79,9 +80,12 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
         taken.add(trace.id)
         fresh.append(trace)
     if fresh:
+        # The monthly quota counts accepted traces (duplicates are free); 429 before producing.
+        limiter = request.app.get(rate_limiter_key)
+        reserved = limiter is not None and await limiter.reserve_traces(principal.tenant, len(fresh))
         envelope = Envelope(
             tenant_id=tenant_id,
-            project_id=fresh[0].project_id or principal.api_key.project_id,
+            project_id=fresh[0].project_id or principal.require_api_key().project_id,
             received_at=received_at,
             request_id=get_request_id(request),
             payload=TraceBatchPayload(traces=fresh),
@@ -96,6 +100,8 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
             )
         except (KafkaError, TimeoutError) as exc:
             PRODUCE_FAILED.inc()
+            if reserved and limiter is not None:
+                await limiter.release_traces(principal.tenant, len(fresh))
             log.warning("produce_failed", error=repr(exc), traces=len(fresh))
             raise unavailable("Ingest is temporarily unavailable: the broker did not acknowledge", 2) from exc
         TRACES_ACCEPTED.inc(len(fresh))

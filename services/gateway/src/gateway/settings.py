@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
+from trulayer_common.config import PlanCatalog
 from trulayer_common.settings import ServiceSettings
 
 
 class GatewaySettings(ServiceSettings):
+    # Nested settings from the environment: PLANS__STARTER__MONTHLY_TRACES=100000.
+    model_config = SettingsConfigDict(env_nested_delimiter="__")
+
     service_name: str = "gateway"
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
@@ -17,3 +22,35 @@ class GatewaySettings(ServiceSettings):
         default=3600, description="how long a trace id is remembered to answer 200 duplicate"
     )
     default_retention_days: int = 30
+
+    # Control plane: routes forwarded to the control-engine with the authenticated principal.
+    control_engine_url: str = "http://127.0.0.1:8081"
+    internal_token: SecretStr | None = Field(
+        default=None, description="shared secret the control-engine requires on forwarded requests"
+    )
+    control_timeout_seconds: float = 10.0
+    control_max_body_bytes: int = 1024 * 1024
+
+    # Dashboard sessions (JWT). RS256 through the issuer's JWKS, or HS256 with a local secret.
+    session_jwks_url: str | None = None
+    session_hs256_secret: SecretStr | None = None
+    session_issuer: str | None = Field(default=None, description="required 'iss' when set")
+    session_audience: str | None = Field(default=None, description="required 'aud' when set")
+    session_tenant_claim: str = "tenant_id"
+    session_role_claim: str = "role"
+    session_jwks_cache_seconds: int = Field(default=600, description="JWKS kept this long before a refresh")
+    session_jwks_min_refresh_seconds: float = Field(
+        default=10.0, description="an unknown kid refreshes the JWKS at most this often"
+    )
+    session_leeway_seconds: int = Field(default=30, description="clock skew tolerated on exp/nbf/iat")
+
+    # Plans, rate limits and quotas (Redis). Off only for benchmarks comparing the cost.
+    plans: PlanCatalog = PlanCatalog()
+    limits_enabled: bool = True
+    benchmark_api_key_id: str | None = Field(
+        default=None,
+        description="BENCHMARK ONLY: skip authentication and act as this API key on every /v1 request",
+    )
+
+    # GuardLayer compatibility (POST /api/v1/api-keys creates a tenant without auth).
+    guardlayer_compat: bool = False

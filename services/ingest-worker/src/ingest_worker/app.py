@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from ingest_worker.alerts_writer import AlertsWriter
 from ingest_worker.settings import IngestWorkerSettings
 from ingest_worker.worker import IngestWorker
 from trulayer_common.clickhouse import ClickHouse, apply_migrations, create_clickhouse
@@ -13,6 +14,7 @@ from trulayer_common.health import add_health_routes
 
 settings_key = web.AppKey("settings", IngestWorkerSettings)
 worker_key = web.AppKey("worker", IngestWorker)
+alerts_writer_key = web.AppKey("alerts_writer", AlertsWriter)
 
 
 def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None = None) -> web.Application:
@@ -26,7 +28,11 @@ def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None 
         worker = IngestWorker(settings, ch)
         await worker.start()
         app[worker_key] = worker
+        alerts_writer = AlertsWriter(settings, ch)
+        await alerts_writer.start()
+        app[alerts_writer_key] = alerts_writer
         yield
+        await alerts_writer.stop()
         await worker.stop()
         if clickhouse is None:
             ch.close()

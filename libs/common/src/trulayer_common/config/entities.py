@@ -16,11 +16,24 @@ class _Entity(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+class TenantLimits(BaseModel):
+    """Per-tenant overrides of single plan limits; ``None`` keeps the plan's value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    monthly_traces: int | None = Field(default=None, ge=0)
+    read_rps: int | None = Field(default=None, ge=0)
+    ingest_requests_per_minute: int | None = Field(default=None, ge=0)
+    eval_rules: int | None = Field(default=None, ge=0)
+    monthly_evals: int | None = Field(default=None, ge=0)
+
+
 class Tenant(_Entity):
     kind: Literal["tenant"] = "tenant"
     id: str
     name: str
     plan: Plan = "starter"
+    limits: TenantLimits | None = None
     created_at: datetime
 
 
@@ -53,7 +66,63 @@ class ApiKey(_Entity):
     revoked_at: datetime | None = None
 
 
-Entity = Annotated[Tenant | Project | ApiKey, Field(discriminator="kind")]
+AlertMetric = Literal[
+    "error_rate",
+    "latency_p50",
+    "latency_p95",
+    "latency_p99",
+    "cost_per_call",
+    "total_cost",
+    "volume",
+    "hallucination_score",
+    "eval_score",
+]
+AlertOperator = Literal["gt", "gte", "lt", "lte"]
+AlertSeverity = Literal["low", "medium", "high", "critical"]
+
+
+class AlertRule(_Entity):
+    """A threshold rule evaluated by the alerter over a sliding event-time window.
+
+    Without ``project_id`` it applies to every project of the tenant, each on its own window
+    and cooldown; ``model`` narrows the window to traces of that model. A deleted rule stays
+    on the log with ``deleted_at`` set (readers drop it), so compaction keeps the deletion.
+    """
+
+    kind: Literal["alert_rule"] = "alert_rule"
+    id: str
+    tenant_id: str
+    name: str = ""
+    metric: AlertMetric
+    metric_name: str | None = None
+    operator: AlertOperator
+    threshold: float
+    window_secs: int = 300
+    cooldown_minutes: float = 60.0
+    severity: AlertSeverity = "medium"
+    project_id: str | None = None
+    model: str | None = None
+    enabled: bool = True
+    created_at: datetime
+    updated_at: datetime | None = None
+    deleted_at: datetime | None = None
+
+
+class Webhook(_Entity):
+    """A receiver of the tenant's alert events, signed with ``secret`` (kept: the alerter signs)."""
+
+    kind: Literal["webhook"] = "webhook"
+    id: str
+    tenant_id: str
+    url: str
+    secret: str
+    events: list[str] = Field(default_factory=lambda: ["failure.detected"])
+    enabled: bool = True
+    created_at: datetime
+    deleted_at: datetime | None = None
+
+
+Entity = Annotated[Tenant | Project | ApiKey | AlertRule | Webhook, Field(discriminator="kind")]
 
 
 class ConfigRecord(BaseModel):

@@ -30,6 +30,8 @@ class ConfigLogReader:
         self.ready = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        # Replaced after every fetch round: waiters hold the old one, so no wake-up is missed.
+        self._progress = asyncio.Event()
 
     async def start(self, timeout: float = 60.0) -> None:
         """Start following and wait until caught up with the log as it is now."""
@@ -70,6 +72,8 @@ class ConfigLogReader:
             for messages in batches.values():
                 for message in messages:
                     self._apply(message.key, message.value)
+            self._progress.set()
+            self._progress = asyncio.Event()
             if pending:
                 # Position, not the last offset seen: compaction may have removed the record
                 # just before the end offset.
@@ -78,6 +82,28 @@ class ConfigLogReader:
                         del pending[tp]
                 if not pending:
                     self.ready.set()
+
+    async def sync(self, timeout: float = 5.0) -> None:
+        """Wait until every record acknowledged before this call has been applied.
+
+        The read-your-writes barrier of the control-engine: after taking a tenant's write lock,
+        the state includes every change another replica made under that lock before. Raises
+        ``TimeoutError`` when the log cannot be caught up in time.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError("config log reader is not started")
+        async with asyncio.timeout(timeout):
+            assigned = sorted(consumer.assignment())
+            end = await consumer.end_offsets(assigned)
+            while True:
+                progress = self._progress
+                # No await between fetching and applying in _follow: a position past a record
+                # means the record is applied.
+                positions = [await consumer.position(tp) for tp in end]
+                if all(pos >= offset for pos, offset in zip(positions, end.values(), strict=True)):
+                    return
+                await progress.wait()
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if value is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trulayer_common.config.entities import ApiKey, ConfigRecord, Project, Tenant
+from trulayer_common.config.entities import AlertRule, ApiKey, ConfigRecord, Project, Tenant, Webhook
 
 
 class ConfigState:
@@ -14,6 +14,8 @@ class ConfigState:
         self.api_keys: dict[str, ApiKey] = {}
         self._keys_by_hash: dict[str, ApiKey] = {}
         self._projects_by_name: dict[tuple[str, str], Project] = {}
+        self.alert_rules: dict[str, AlertRule] = {}
+        self.webhooks: dict[str, Webhook] = {}
         self.records_applied = 0
 
     def apply(self, record: ConfigRecord) -> None:
@@ -27,8 +29,14 @@ class ConfigState:
             self.projects[entity.id] = entity
             self._projects_by_name[(entity.tenant_id, entity.name)] = entity
         elif isinstance(entity, ApiKey):
+            old_key = self.api_keys.get(entity.id)
+            if old_key is not None and old_key.key_hash != entity.key_hash:
+                # A rotation: the previous secret must stop working at once.
+                self._keys_by_hash.pop(old_key.key_hash, None)
             self.api_keys[entity.id] = entity
             self._keys_by_hash[entity.key_hash] = entity
+        elif isinstance(entity, AlertRule | Webhook):
+            self._apply_alerting(entity)
         self.records_applied += 1
 
     def delete(self, key: str) -> None:
@@ -40,10 +48,31 @@ class ConfigState:
             old = self.projects.pop(entity_id, None)
             if old is not None:
                 self._projects_by_name.pop((old.tenant_id, old.name), None)
+        elif kind == "alert_rule":
+            self.alert_rules.pop(entity_id, None)
+        elif kind == "webhook":
+            self.webhooks.pop(entity_id, None)
         elif kind == "api_key":
             key_obj = self.api_keys.pop(entity_id, None)
             if key_obj is not None:
                 self._keys_by_hash.pop(key_obj.key_hash, None)
+
+    def _apply_alerting(self, entity: AlertRule | Webhook) -> None:
+        """Soft-deleted rules and webhooks leave the state (their record stays on the log)."""
+        if isinstance(entity, AlertRule):
+            self.alert_rules.pop(entity.id, None)
+            if entity.deleted_at is None:
+                self.alert_rules[entity.id] = entity
+        else:
+            self.webhooks.pop(entity.id, None)
+            if entity.deleted_at is None:
+                self.webhooks[entity.id] = entity
+
+    def alert_rules_of(self, tenant_id: str) -> list[AlertRule]:
+        return [r for r in self.alert_rules.values() if r.tenant_id == tenant_id]
+
+    def webhooks_of(self, tenant_id: str) -> list[Webhook]:
+        return [w for w in self.webhooks.values() if w.tenant_id == tenant_id]
 
     def key_by_hash(self, key_hash: str) -> ApiKey | None:
         return self._keys_by_hash.get(key_hash)
@@ -57,3 +86,6 @@ class ConfigState:
 
     def projects_of(self, tenant_id: str) -> list[Project]:
         return [p for p in self.projects.values() if p.tenant_id == tenant_id]
+
+    def api_keys_of(self, tenant_id: str) -> list[ApiKey]:
+        return [k for k in self.api_keys.values() if k.tenant_id == tenant_id]

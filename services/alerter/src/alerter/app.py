@@ -1,0 +1,81 @@
+"""The alerter application: health routes, and the faust app running on the same event loop.
+
+``create_app(settings)`` returns an aiohttp app whose ``cleanup_ctx`` starts, in order: the
+config log reader (rules and webhooks), the producer of ``trulayer.alerts``, the webhook
+dispatcher, then the faust app (``await app.start()``: table recovery from the changelogs,
+then consumption from the committed offsets). Stopping reverses the order; faust commits the
+offsets of processed events on a clean stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import faust
+from aiohttp import web
+
+from alerter.publisher import AlertPublisher
+from alerter.settings import AlerterSettings
+from alerter.start_offsets import pin_start_offsets
+from alerter.streams import build_app, internal_topic_specs
+from alerter.webhooks import WebhookDispatcher
+from trulayer_common import topics
+from trulayer_common.config import ConfigLogReader
+from trulayer_common.health import add_health_routes
+from trulayer_common.kafka import create_producer, ensure_topics
+from trulayer_common.logging import get_logger
+
+log = get_logger(__name__)
+settings_key = web.AppKey("settings", AlerterSettings)
+reader_key = web.AppKey("config_reader", ConfigLogReader)
+dispatcher_key = web.AppKey("dispatcher", WebhookDispatcher)
+faust_key = web.AppKey("faust_app", faust.App)
+
+
+async def _run(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    reader = ConfigLogReader(settings)
+    await reader.start()
+    producer = create_producer(settings, client_id=f"{settings.service_name}-alerts")
+    dispatcher: WebhookDispatcher | None = None
+    stream_app: faust.App | None = None
+    try:
+        await producer.start()
+        publisher = AlertPublisher(producer, reader.state)
+        dispatcher = WebhookDispatcher(settings, publisher.record_attempt, publisher.mark_delivered)
+        await dispatcher.start()
+        publisher.dispatcher = dispatcher
+        await ensure_topics(settings, internal_topic_specs(settings))
+        if settings.alerter_start_from == "latest":
+            await pin_start_offsets(settings, [topics.TRACES, topics.EVAL_RESULTS])
+        stream_app = build_app(settings, reader.state, publisher.publish)
+        await stream_app.start()
+        app[reader_key] = reader
+        app[dispatcher_key] = dispatcher
+        app[faust_key] = stream_app
+        log.info("alerter_started", app_id=settings.alerter_app_id)
+        yield
+    finally:
+        if stream_app is not None:
+            await stream_app.stop()
+        if dispatcher is not None:
+            await dispatcher.stop()
+        await producer.stop()
+        await reader.stop()
+
+
+def create_app(settings: AlerterSettings) -> web.Application:
+    app = web.Application()
+    app[settings_key] = settings
+    app.cleanup_ctx.append(_run)
+
+    async def config_ready() -> bool:
+        reader = app.get(reader_key)
+        return reader is not None and reader.ready.is_set()
+
+    async def streams_ready() -> bool:
+        stream_app = app.get(faust_key)
+        return stream_app is not None and bool(stream_app.started) and not stream_app.should_stop
+
+    add_health_routes(app, {"config": config_ready, "streams": streams_ready})
+    return app

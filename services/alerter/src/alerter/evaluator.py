@@ -1,0 +1,204 @@
+"""The alerter's state transitions for one observation message, over plain mappings.
+
+:meth:`Evaluator.process` updates one project's buckets, watermark and baselines and returns
+what fired. It does no I/O: in the service the mappings are faust tables (changelogged,
+partitioned like the observations topic); in unit tests they are dicts.
+
+State keys (all for one ``tenant|project`` scope, hence on one partition):
+
+* ``buckets``   ``tenant|project|model|bucket_start`` → :class:`BucketAgg` JSON (model ``""`` = all)
+* ``meta``      ``tenant|project`` → ``{"wm": watermark, "lo": oldest bucket, "models": [...],
+  "an": last closed anomaly bucket}``
+* ``fired``     ``rule_id|project`` → event time of the rule's last firing (the cooldown)
+* ``baselines`` ``tenant|project|metric`` → :class:`Baseline` JSON
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from alerter.anomalies import ANOMALY_METRICS, Baseline, observe
+from alerter.events import alert_event, anomaly_event
+from alerter.settings import AlerterSettings
+from alerter.windows import BucketAgg, breaches, bucket_start, in_cooldown, metric_value, window_buckets
+from trulayer_common.config import ConfigState
+from trulayer_common.config.entities import AlertRule
+
+Store = MutableMapping[str, Any]
+_SCORE_METRICS = ("hallucination_score", "eval_score")
+
+
+@dataclass
+class Outcome:
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    anomalies: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _rules_for(state: ConfigState, tenant_id: str, project_id: str) -> list[AlertRule]:
+    return [
+        r for r in state.alert_rules_of(tenant_id) if r.enabled and (r.project_id is None or r.project_id == project_id)
+    ]
+
+
+class Evaluator:
+    def __init__(
+        self,
+        settings: AlerterSettings,
+        config: ConfigState,
+        buckets: Store,
+        meta: Store,
+        fired: Store,
+        baselines: Store,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.buckets = buckets
+        self.meta = meta
+        self.fired = fired
+        self.baselines = baselines
+
+    def process(self, message: dict[str, Any]) -> Outcome:
+        tenant_id: str = message["tenant_id"]
+        project_id: str = message["project_id"]
+        scope = f"{tenant_id}|{project_id}"
+        points: list[list[Any]] = message.get("points") or []
+        scores: list[list[Any]] = message.get("scores") or []
+        timestamps = [p[0] for p in points] + [s[0] for s in scores]
+        if not timestamps:
+            return Outcome()
+        bucket_secs = self.settings.bucket_secs
+        meta = dict(self.meta.get(scope) or {})
+        previous_wm = meta.get("wm")
+        watermark = max(*timestamps, previous_wm or float("-inf"))
+        horizon = watermark - self.settings.max_window_secs - self.settings.anomaly_bucket_secs
+        rules = _rules_for(self.config, tenant_id, project_id)
+        models = sorted({""} | {r.model for r in rules if r.model} | set(meta.get("models") or []))
+        model_scoped = {r.model for r in rules if r.model}
+
+        touched: dict[str, BucketAgg] = {}
+        touched_models: set[str] = set()
+        has_scores = bool(scores)
+
+        def agg(model: str, ts: float) -> BucketAgg:
+            key = f"{scope}|{model}|{bucket_start(ts, bucket_secs)}"
+            found = touched.get(key)
+            if found is None:
+                found = touched[key] = BucketAgg.from_json(self.buckets.get(key))
+            return found
+
+        for ts, model, latency, is_error, cost in points:
+            if ts < horizon:
+                continue  # older than any window still evaluated: too late to matter
+            agg("", ts).add_point(latency, is_error, cost)
+            touched_models.add("")
+            if model in model_scoped:
+                agg(model, ts).add_point(latency, is_error, cost)
+                touched_models.add(model)
+        for ts, model, metric, score in scores:
+            if ts < horizon:
+                continue
+            agg("", ts).add_score(metric, score)
+            touched_models.add("")
+            if model in model_scoped:
+                agg(model, ts).add_score(metric, score)
+                touched_models.add(model)
+        for key, value in touched.items():
+            self.buckets[key] = value.to_json()
+
+        self._expire(scope, meta, models, previous_wm, horizon)
+        meta["wm"] = watermark
+        meta["models"] = [m for m in models if m]
+        outcome = Outcome()
+        if touched_models:
+            for rule in rules:
+                if (rule.model or "") not in touched_models:
+                    continue
+                if rule.metric in _SCORE_METRICS and not has_scores:
+                    continue
+                alert = self._evaluate(rule, scope, project_id, watermark)
+                if alert is not None:
+                    outcome.alerts.append(alert)
+            outcome.anomalies = self._anomalies(tenant_id, project_id, scope, meta, watermark)
+        self.meta[scope] = meta
+        return outcome
+
+    def window(self, scope: str, model: str, watermark: float, window_secs: int) -> BucketAgg:
+        merged = BucketAgg()
+        for start in window_buckets(watermark, window_secs, self.settings.bucket_secs):
+            data = self.buckets.get(f"{scope}|{model}|{start}")
+            if data:
+                merged.merge(BucketAgg.from_json(data))
+        return merged
+
+    def _evaluate(self, rule: AlertRule, scope: str, project_id: str, watermark: float) -> dict[str, Any] | None:
+        window_secs = min(rule.window_secs, self.settings.max_window_secs)
+        value = metric_value(rule, self.window(scope, rule.model or "", watermark, window_secs))
+        if value is None or not breaches(rule.operator, value, rule.threshold):
+            return None
+        fired_key = f"{rule.id}|{project_id}"
+        if in_cooldown(self.fired.get(fired_key), watermark, rule.cooldown_minutes):
+            return None
+        self.fired[fired_key] = watermark
+        return alert_event(rule, project_id, value, watermark)
+
+    def _expire(
+        self, scope: str, meta: dict[str, Any], models: list[str], previous_wm: float | None, horizon: float
+    ) -> None:
+        """Delete buckets older than the horizon. Stored buckets lie in ``[lo, previous_wm]``."""
+        oldest = meta.get("lo")
+        bucket_secs = self.settings.bucket_secs
+        if oldest is None or previous_wm is None:
+            meta["lo"] = bucket_start(horizon, bucket_secs)
+            return
+        cutoff = min(bucket_start(horizon, bucket_secs), bucket_start(previous_wm, bucket_secs) + bucket_secs)
+        for start in range(int(oldest), cutoff, bucket_secs):
+            for model in models:
+                self.buckets.pop(f"{scope}|{model}|{start}", None)
+        meta["lo"] = max(int(oldest), bucket_start(horizon, bucket_secs))
+
+    def _anomalies(
+        self, tenant_id: str, project_id: str, scope: str, meta: dict[str, Any], watermark: float
+    ) -> list[dict[str, Any]]:
+        """Close the anomaly buckets the watermark has passed: one sample per metric each."""
+        size = self.settings.anomaly_bucket_secs
+        current = bucket_start(watermark, size)
+        last_closed = meta.get("an")
+        meta["an"] = current - size
+        if last_closed is None:
+            return []
+        # A project silent for a while: only the most recent closed bucket is sampled; the
+        # empty ones in between say nothing about latency or errors (volume sees the gap).
+        start = max(int(last_closed) + size, current - size)
+        if start >= current:
+            return []
+        window = BucketAgg()
+        for sub in range(start, start + size, self.settings.bucket_secs):
+            data = self.buckets.get(f"{scope}||{sub}")
+            if data:
+                window.merge(BucketAgg.from_json(data))
+        samples: dict[str, float] = {"volume": float(window.count)}
+        if window.count >= self.settings.anomaly_min_traces:
+            samples["error_rate"] = 100.0 * window.errors / window.count
+            p95 = window.latency.quantile(0.95)
+            if p95 is not None:
+                samples["latency_p95"] = p95
+        found = []
+        for metric in ANOMALY_METRICS:
+            if metric not in samples:
+                continue
+            key = f"{scope}|{metric}"
+            baseline = Baseline.from_json(self.baselines.get(key))
+            verdict = observe(
+                baseline,
+                metric,
+                samples[metric],
+                alpha=self.settings.anomaly_alpha,
+                warmup=self.settings.anomaly_warmup_buckets,
+                z_threshold=self.settings.anomaly_z_threshold,
+            )
+            self.baselines[key] = baseline.to_json()
+            if verdict is not None:
+                found.append(anomaly_event(tenant_id, project_id, verdict, start, start + size))
+        return found

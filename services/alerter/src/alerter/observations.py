@@ -1,0 +1,121 @@
+"""The pure transforms from input records to observations, grouped per tenant × project.
+
+An observation message (the value of the internal ``<app>-observations`` topic, keyed
+``tenant|project`` so that one project's state lives on one partition) is::
+
+    {"tenant_id", "project_id",
+     "points": [[event_ts, model, latency_ms | null, is_error 0/1, cost | null], ...],
+     "scores": [[event_ts, model, metric_name, score], ...]}
+
+Event time is the trace's ``started_at``, capped at the gateway's ``received_at`` so that a
+client clock running ahead cannot push a project's windows into the future.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+
+class InvalidInputError(ValueError):
+    """A record the alerter cannot read (it is skipped; the ingest-worker dead-letters traces)."""
+
+
+def scope_key(tenant_id: str, project_id: str) -> str:
+    return f"{tenant_id}|{project_id}"
+
+
+def epoch(value: Any) -> float | None:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _load(value: bytes | None) -> dict[str, Any]:
+    if value is None:
+        raise InvalidInputError("empty record")
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError("not an object")
+    return data
+
+
+def _message(groups: dict[str, dict[str, Any]], tenant_id: str, project_id: str) -> dict[str, Any]:
+    key = scope_key(tenant_id, project_id)
+    message = groups.get(key)
+    if message is None:
+        message = groups[key] = {"tenant_id": tenant_id, "project_id": project_id, "points": [], "scores": []}
+    return message
+
+
+def observations_from_traces(value: bytes | None) -> dict[str, dict[str, Any]]:
+    """``scope key → observation message`` for one ``trulayer.traces`` envelope."""
+    envelope = _load(value)
+    tenant_id = envelope.get("tenant_id")
+    received = epoch(envelope.get("received_at"))
+    payload = envelope.get("payload")
+    traces = payload.get("traces") if isinstance(payload, dict) else None
+    if not isinstance(tenant_id, str) or received is None or not isinstance(traces, list):
+        raise InvalidInputError("not a trace envelope")
+    groups: dict[str, dict[str, Any]] = {}
+    for trace in traces:
+        if not isinstance(trace, dict):
+            continue
+        project_id = trace.get("project_id") or envelope.get("project_id")
+        if not isinstance(project_id, str):
+            continue
+        started = epoch(trace.get("started_at"))
+        event_ts = received if started is None else min(started, received)
+        model = trace.get("model") if isinstance(trace.get("model"), str) else ""
+        is_error = 1 if trace.get("error") else 0
+        point = [event_ts, model, _number(trace.get("latency_ms")), is_error, _number(trace.get("cost"))]
+        _message(groups, tenant_id, project_id)["points"].append(point)
+    return groups
+
+
+def observations_from_evaluations(value: bytes | None) -> dict[str, dict[str, Any]]:
+    """``scope key → observation message`` for one ``trulayer.eval.results`` record.
+
+    Accepts an envelope ``{tenant_id, project_id, received_at, payload: {evaluations: [...]}}``
+    or one bare evaluation ``{tenant_id, project_id, metric_name, score, created_at, model}``.
+    Evaluations without a numeric score (pending, failed, skipped) carry no observation.
+    """
+    data = _load(value)
+    payload = data.get("payload")
+    items = payload.get("evaluations") if isinstance(payload, dict) else None
+    if not isinstance(items, list):
+        items = [data]
+    tenant_id = data.get("tenant_id")
+    if not isinstance(tenant_id, str):
+        raise InvalidInputError("evaluation without tenant_id")
+    received = epoch(data.get("received_at"))
+    groups: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        project_id = item.get("project_id") or data.get("project_id")
+        metric = item.get("metric_name")
+        score = _number(item.get("score"))
+        if not isinstance(project_id, str) or not isinstance(metric, str) or score is None:
+            continue
+        created = epoch(item.get("created_at")) or received
+        if created is None:
+            continue
+        event_ts = min(created, received) if received is not None else created
+        model = item.get("model") if isinstance(item.get("model"), str) else ""
+        _message(groups, tenant_id, project_id)["scores"].append([event_ts, model, metric, score])
+    return groups

@@ -1,0 +1,133 @@
+"""The faust application: agents, the internal observations topic and the changelogged tables.
+
+Topology::
+
+    trulayer.traces ──route_traces──┐
+                                    ├─► <app>-observations (keyed tenant|project) ──evaluate──► tables
+    trulayer.eval.results ─route_evals┘                                             └─► alerts, webhooks
+
+Re-keying by ``tenant|project`` puts every record of a project on one partition, so its
+tables (written while processing that partition) are changelogged to the same partition and
+restored together after a restart or a rebalance. Offsets are committed by faust once an
+event is processed (at-least-once); the cooldown table entry is flushed to its changelog
+*before* the alert leaves, so a replay after a crash finds the rule in cooldown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import faust
+from prometheus_client import Counter
+
+from alerter.evaluator import Evaluator, Outcome
+from alerter.observations import InvalidInputError, observations_from_evaluations, observations_from_traces
+from alerter.settings import AlerterSettings
+from trulayer_common import topics
+from trulayer_common.config import ConfigState
+from trulayer_common.logging import get_logger
+from trulayer_common.topics import TopicSpec
+
+log = get_logger(__name__)
+SKIPPED = Counter("trulayer_alerter_records_skipped_total", "input records the alerter could not read", ["topic"])
+FIRED = Counter("trulayer_alerter_alerts_fired_total", "alert rule firings")
+ANOMALIES = Counter("trulayer_alerter_anomalies_total", "anomalies detected", ["type"])
+
+TABLES = ("buckets", "meta", "fired", "baselines")
+OutcomeHandler = Callable[[Outcome], Awaitable[None]]
+
+
+def _brokers(bootstrap: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def observations_topic_name(settings: AlerterSettings) -> str:
+    return f"{settings.alerter_app_id}-observations"
+
+
+def internal_topic_specs(settings: AlerterSettings) -> list[TopicSpec]:
+    """The observations topic and the tables' changelogs, created before faust joins its group
+    (a topic missing from the first assignment or the client's metadata is a crash in faust)."""
+    partitions = settings.alerter_partitions
+    # Short retention: observations are consumed within seconds; the state lives in the changelogs.
+    specs = [TopicSpec(observations_topic_name(settings), partitions, {"retention.ms": str(24 * 3600 * 1000)})]
+    specs += [
+        TopicSpec(f"{settings.alerter_app_id}-{table}-changelog", partitions, {"cleanup.policy": "compact"})
+        for table in TABLES
+    ]
+    return specs
+
+
+def build_app(settings: AlerterSettings, config: ConfigState, on_outcome: OutcomeHandler) -> faust.App:
+    """A faust app bound to the running loop, its web server off; start it with ``await app.start()``."""
+    data_dir = Path(settings.alerter_data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.alerter_app_id,
+        broker=_brokers(settings.kafka_bootstrap_servers),
+        store="memory://",
+        datadir=str(data_dir),
+        web_enabled=False,
+        topic_partitions=settings.alerter_partitions,
+        topic_replication_factor=settings.alerter_replication_factor,
+        # A new group's start is pinned beforehand (start_offsets); a reset reads, never skips.
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        loop=asyncio.get_running_loop(),
+    )
+    traces = app.topic(topics.TRACES, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    evals = app.topic(
+        topics.EVAL_RESULTS, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+    observations = app.topic(
+        observations_topic_name(settings),
+        key_serializer="raw",
+        value_serializer="json",
+        partitions=settings.alerter_partitions,
+        internal=True,
+    )
+    buckets = app.Table("buckets", default=None, partitions=settings.alerter_partitions)
+    meta = app.Table("meta", default=None, partitions=settings.alerter_partitions)
+    fired = app.Table("fired", default=None, partitions=settings.alerter_partitions)
+    baselines = app.Table("baselines", default=None, partitions=settings.alerter_partitions)
+    evaluator = Evaluator(settings, config, buckets, meta, fired, baselines)
+
+    async def forward(groups: dict[str, dict[str, Any]]) -> None:
+        for key, message in groups.items():
+            await observations.send(key=key.encode(), value=message)
+
+    @app.agent(traces)
+    async def route_traces(stream: faust.StreamT[bytes]) -> None:
+        async for value in stream:
+            try:
+                await forward(observations_from_traces(value))
+            except InvalidInputError as exc:
+                SKIPPED.labels(topics.TRACES).inc()
+                log.warning("trace_record_skipped", error=str(exc))
+
+    @app.agent(evals)
+    async def route_evals(stream: faust.StreamT[bytes]) -> None:
+        async for value in stream:
+            try:
+                await forward(observations_from_evaluations(value))
+            except InvalidInputError as exc:
+                SKIPPED.labels(topics.EVAL_RESULTS).inc()
+                log.warning("evaluation_record_skipped", error=str(exc))
+
+    @app.agent(observations)
+    async def evaluate(stream: faust.StreamT[dict[str, Any]]) -> None:
+        async for message in stream:
+            outcome = evaluator.process(message)
+            if outcome.alerts or outcome.anomalies:
+                FIRED.inc(len(outcome.alerts))
+                for anomaly in outcome.anomalies:
+                    ANOMALIES.labels(anomaly["type"]).inc()
+                # The cooldown must be durable before anyone is told: flush the changelog.
+                await app.producer.flush()
+                await on_outcome(outcome)
+
+    return app

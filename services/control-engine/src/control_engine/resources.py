@@ -1,0 +1,23 @@
+"""Typed application keys of the control-engine's resources (created in ``cleanup_ctx``)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
+
+from control_engine.audit import AuditLog
+from control_engine.config_log import ConfigLogWriter
+from control_engine.settings import ControlEngineSettings
+from control_engine.tenant_writes import TenantWrites
+from trulayer_common.clickhouse import ClickHouse
+from trulayer_common.config import ConfigLogReader
+
+settings_key = web.AppKey("settings", ControlEngineSettings)
+producer_key = web.AppKey("producer", AIOKafkaProducer)
+writer_key = web.AppKey("config_writer", ConfigLogWriter)
+reader_key = web.AppKey("config_reader", ConfigLogReader)
+redis_key = web.AppKey("redis", Redis)
+clickhouse_key = web.AppKey("clickhouse", ClickHouse)
+audit_key = web.AppKey("audit", AuditLog)
+tenant_writes_key = web.AppKey("tenant_writes", TenantWrites)
