@@ -41,6 +41,11 @@ async def test_create_key_and_use_the_aliases(http: aiohttp.ClientSession, harne
             assert (await resp.json())["ingested"] == 2
         async with http.get(f"{url}/api/v1/metrics?hours=1", headers=headers) as resp:
             assert resp.status == 200
+        assert created["default_alerts_created"] == 3
+        async with http.get(f"{url}/api/v1/alerts", headers=headers) as resp:
+            assert resp.status == 200
+            rules = (await resp.json())["rules"]
+        assert sorted(r["metric"] for r in rules) == ["cost_per_call", "error_rate", "latency_p95"]
         async with http.post(f"{url}/api/v1/ingest", json=trace()) as resp:
             assert resp.status == 401
     finally:

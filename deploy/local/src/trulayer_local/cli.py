@@ -12,16 +12,19 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import sys
 from pathlib import Path
+from typing import get_args
 
 import orjson
 
 from control_engine.cli import create_tenant_via_kafka
+from control_engine.session_tokens import mint_session_token
 from control_engine.settings import ControlEngineSettings
 from trulayer_common import runtime
-from trulayer_common.config import ConfigLogReader, hash_api_key
+from trulayer_common.config import ConfigLogReader, Plan, hash_api_key
 from trulayer_common.kafka import ensure_topics
 from trulayer_common.logging import configure_logging
 from trulayer_common.settings import ServiceSettings
@@ -48,6 +51,19 @@ def export_service_env(cfg: infra.InfraConfig) -> None:
     os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", cfg.bootstrap_servers)
     os.environ.setdefault("REDIS_URL", cfg.redis_url)
     os.environ.setdefault("CLICKHOUSE_URL", f"chdb://{cfg.data_dir / 'clickhouse'}")
+    os.environ.setdefault("ALERTER_DATA_DIR", str(cfg.data_dir / "alerter"))
+    os.environ.setdefault("SESSION_HS256_SECRET", local_session_secret(cfg.data_dir))
+
+
+def local_session_secret(data_dir: Path) -> str:
+    """The HS256 secret of local session tokens: made once per data dir (mode 600), so tokens
+    minted by ``trulayer sessions token`` keep working across restarts of the stack."""
+    path = data_dir / "session.secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 async def bootstrap_tenant(path: Path) -> dict[str, str]:
@@ -64,11 +80,15 @@ async def bootstrap_tenant(path: Path) -> dict[str, str]:
         if key is not None and key.revoked_at is None:
             return saved
         _say("the saved bootstrap key is no longer valid: creating a new tenant")
-    created = await create_tenant_via_kafka(settings, "local", "pro")
+    plan = os.environ.get("TRULAYER_BOOTSTRAP_PLAN", "enterprise")
+    if plan not in get_args(Plan):
+        raise infra.InfraError(f"TRULAYER_BOOTSTRAP_PLAN must be one of {get_args(Plan)}, not {plan!r}")
+    created = await create_tenant_via_kafka(settings, "local", plan)  # type: ignore[arg-type]
     saved = {
         "tenant_id": created.tenant.id,
         "project_id": created.project.id,
         "api_key": created.secret,
+        "plan": created.tenant.plan,
     }
     path.write_bytes(orjson.dumps(saved, option=orjson.OPT_INDENT_2))
     path.chmod(0o600)
@@ -85,6 +105,7 @@ async def run_stack(cfg: infra.InfraConfig) -> None:
     tenant = await bootstrap_tenant(cfg.data_dir / "bootstrap.json")
     _say("starting the services (control-engine, ingest-worker, gateway) on embedded chDB")
     urls = await stack.start()
+    session = mint_session_token(ControlEngineSettings(), tenant["tenant_id"], "owner")
     try:
         print(
             "\nTruLayer local stack is up.\n"
@@ -93,8 +114,12 @@ async def run_stack(cfg: infra.InfraConfig) -> None:
             f"  Kafka           {cfg.bootstrap_servers}\n"
             f"  Redis           {cfg.redis_url}\n"
             f"  ClickHouse      {settings.clickhouse_url}\n"
-            f"  API key         {tenant['api_key']}   (tenant 'local', plan pro; saved in "
-            f"{cfg.data_dir / 'bootstrap.json'})\n\n"
+            f"  API key         {tenant['api_key']}   (tenant 'local', plan {tenant.get('plan', 'pro')}; "
+            f"saved in {cfg.data_dir / 'bootstrap.json'})\n"
+            f"  Session token   {session}\n"
+            "                  (owner, 1 h; more with: SESSION_HS256_SECRET=$(cat "
+            f"{cfg.data_dir / 'session.secret'}) trulayer sessions token --tenant {tenant['tenant_id']} "
+            "--role owner)\n\n"
             f"  Try: curl -s -H 'Authorization: Bearer {tenant['api_key']}' {urls['gateway']}/v1/metrics\n\n"
             "Press Ctrl-C to stop everything.",
             flush=True,

@@ -2,7 +2,8 @@
 
 Served at ``/internal/guardlayer/api-keys`` and reached only through the gateway, which exposes
 it (unauthenticated, as GuardLayer does) when ``GUARDLAYER_COMPAT=true``. The tenant is a
-starter tenant with a ``default`` project; the answer has GuardLayer's shape.
+starter tenant with a ``default`` project and the three default alert rules; the answer has
+GuardLayer's shape.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ async def create_guardlayer_key(request: web.Request) -> web.Response:
             "tenant_id": created.tenant.id,
             "project_id": created.project.id,
             "created_at": created.api_key.created_at.isoformat(),
+            "default_alerts_created": len(created.alert_rules),
         },
         status=201,
     )

@@ -34,6 +34,7 @@ class CreatedTenant:
     project: Project
     api_key: ApiKey
     secret: str
+    alert_rules: tuple[AlertRule, ...] = ()
 
 
 async def create_tenant(
@@ -69,11 +70,12 @@ async def create_tenant(
         record = await writer.append(entity, actor)
         if audit is not None:
             await audit.record(tenant.id, action, record, request_id)
-    for rule in default_alert_rules(tenant.id, now):
+    rules = tuple(default_alert_rules(tenant.id, now))
+    for rule in rules:
         record = await writer.append(rule, actor)
         if audit is not None:
             await audit.record(tenant.id, "alert_rule.create", record, request_id)
-    return CreatedTenant(tenant, project, api_key, secret)
+    return CreatedTenant(tenant, project, api_key, secret, rules)
 
 
 def default_alert_rules(tenant_id: str, now: datetime) -> list[AlertRule]:
