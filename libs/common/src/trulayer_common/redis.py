@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from redis.asyncio import Redis
 
 
@@ -21,3 +24,15 @@ async def redis_ok(client: Redis) -> bool:
         return bool(await client.ping())
     except Exception:
         return False
+
+
+@contextlib.asynccontextmanager
+async def connected_redis(url: str) -> AsyncIterator[Redis]:
+    """A client that answered PING (fail fast at start), closed at exit."""
+    client = create_redis(url)
+    try:
+        if not await redis_ok(client):
+            raise RuntimeError(f"Redis at {url} is unreachable")
+        yield client
+    finally:
+        await client.aclose()

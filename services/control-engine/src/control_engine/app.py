@@ -28,13 +28,13 @@ from control_engine.resources import (
 )
 from control_engine.settings import ControlEngineSettings
 from control_engine.tenant_writes import TenantWrites
-from trulayer_common.clickhouse import ClickHouse, apply_migrations, create_clickhouse
+from trulayer_common.clickhouse import ClickHouse, clickhouse_for
 from trulayer_common.config import ConfigLogReader
 from trulayer_common.health import add_health_routes
 from trulayer_common.http import request_id_middleware
 from trulayer_common.kafka import create_producer
 from trulayer_common.logging import get_logger
-from trulayer_common.redis import create_redis, redis_ok
+from trulayer_common.redis import connected_redis, redis_ok
 
 log = get_logger(__name__)
 
@@ -56,26 +56,18 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
-    redis = create_redis(app[settings_key].redis_url)
-    if not await redis_ok(redis):
-        await redis.aclose()
-        raise RuntimeError(f"Redis at {app[settings_key].redis_url} is unreachable")
-    app[redis_key] = redis
-    yield
-    await redis.aclose()
+    async with connected_redis(app[settings_key].redis_url) as redis:
+        app[redis_key] = redis
+        yield
 
 
 def _clickhouse(shared: ClickHouse | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[settings_key]
-        ch = shared or create_clickhouse(settings.clickhouse_url, settings.clickhouse_database)
-        if shared is None:
-            await apply_migrations(ch)
-        app[clickhouse_key] = ch
-        app[audit_key] = AuditLog(ch)
-        yield
-        if shared is None:
-            ch.close()
+        async with clickhouse_for(settings.clickhouse_url, settings.clickhouse_database, shared) as ch:
+            app[clickhouse_key] = ch
+            app[audit_key] = AuditLog(ch)
+            yield
 
     return ctx
 

@@ -43,13 +43,13 @@ from gateway.resources import (
 from gateway.sessions import JwksCache, SessionVerifier
 from gateway.settings import GatewaySettings
 from gateway.traces import get_trace, list_traces
-from trulayer_common.clickhouse import ClickHouse, apply_migrations, create_clickhouse
+from trulayer_common.clickhouse import ClickHouse, clickhouse_for
 from trulayer_common.config import ConfigLogReader
 from trulayer_common.health import add_health_routes
 from trulayer_common.http import request_id_middleware
 from trulayer_common.kafka import create_producer
 from trulayer_common.logging import bind_context, get_logger
-from trulayer_common.redis import create_redis, redis_ok
+from trulayer_common.redis import connected_redis, redis_ok
 
 log = get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -76,26 +76,18 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
-    redis = create_redis(app[settings_key].redis_url)
-    if not await redis_ok(redis):
-        await redis.aclose()
-        raise RuntimeError(f"Redis at {app[settings_key].redis_url} is unreachable")
-    app[redis_key] = redis
-    app[dedup_key] = TraceDeduplicator(redis, app[settings_key].dedup_ttl_seconds)
-    yield
-    await redis.aclose()
+    async with connected_redis(app[settings_key].redis_url) as redis:
+        app[redis_key] = redis
+        app[dedup_key] = TraceDeduplicator(redis, app[settings_key].dedup_ttl_seconds)
+        yield
 
 
 def _clickhouse(shared: ClickHouse | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[settings_key]
-        ch = shared or create_clickhouse(settings.clickhouse_url, settings.clickhouse_database)
-        if shared is None:
-            await apply_migrations(ch)
-        app[clickhouse_key] = ch
-        yield
-        if shared is None:
-            ch.close()
+        async with clickhouse_for(settings.clickhouse_url, settings.clickhouse_database, shared) as ch:
+            app[clickhouse_key] = ch
+            yield
 
     return ctx
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from ingest_worker.alerts_writer import AlertsWriter
 from ingest_worker.settings import IngestWorkerSettings
 from ingest_worker.worker import IngestWorker
-from trulayer_common.clickhouse import ClickHouse, apply_migrations, create_clickhouse
+from trulayer_common.clickhouse import ClickHouse, clickhouse_for
 from trulayer_common.health import add_health_routes
 
 settings_key = web.AppKey("settings", IngestWorkerSettings)
@@ -22,20 +22,16 @@ def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None 
     app[settings_key] = settings
 
     async def run_worker(app: web.Application) -> AsyncIterator[None]:
-        ch = clickhouse or create_clickhouse(settings.clickhouse_url, settings.clickhouse_database)
-        if clickhouse is None:
-            await apply_migrations(ch)
-        worker = IngestWorker(settings, ch)
-        await worker.start()
-        app[worker_key] = worker
-        alerts_writer = AlertsWriter(settings, ch)
-        await alerts_writer.start()
-        app[alerts_writer_key] = alerts_writer
-        yield
-        await alerts_writer.stop()
-        await worker.stop()
-        if clickhouse is None:
-            ch.close()
+        async with clickhouse_for(settings.clickhouse_url, settings.clickhouse_database, clickhouse) as ch:
+            worker = IngestWorker(settings, ch)
+            await worker.start()
+            app[worker_key] = worker
+            alerts_writer = AlertsWriter(settings, ch)
+            await alerts_writer.start()
+            app[alerts_writer_key] = alerts_writer
+            yield
+            await alerts_writer.stop()
+            await worker.stop()
 
     async def worker_ready() -> bool:
         return app[worker_key].running
