@@ -80,6 +80,28 @@ async def test_retention_override_needs_pro(http: aiohttp.ClientSession, harness
         assert resp.status == 201
         assert (await resp.json())["retention_days_override"] == 90
 
+    # The override reaches storage: the rows of that project carry its TTL, others the default.
+    kept, other = trace(project_id="kept-long"), trace()
+
+    async def project_known() -> bool:  # an unknown name would fall back to the default project
+        return harness.gateway_app[config_state].project_of_tenant(pro.id, "kept-long") is not None
+
+    await eventually(project_known)
+    async with http.post(
+        f"{harness.gateway_url}/v1/ingest/batch", json={"traces": [kept, other]}, headers=pro.headers
+    ) as resp:
+        assert resp.status == 201
+
+    async def stored() -> dict[str, int]:
+        rows = await harness.clickhouse.query(
+            f"SELECT id, retention_days FROM {harness.clickhouse.database}.traces FINAL WHERE tenant_id = {{t:String}}",
+            {"t": pro.id},
+        )
+        return {r["id"]: int(r["retention_days"]) for r in rows} if len(rows) == 2 else {}
+
+    retention = await eventually(stored)
+    assert retention == {kept["id"]: 90, other["id"]: harness.worker_settings.default_retention_days}
+
 
 async def test_archive_blocks_ingest_everywhere_and_unarchive_restores(
     http: aiohttp.ClientSession, harness: Harness, tenant: Tenant

@@ -107,3 +107,26 @@ def test_malformed_payloads_raise(payload):
 def test_trace_without_gateway_fields_is_invalid():
     with pytest.raises(InvalidRecordError, match="not produced by the gateway"):
         to_rows(envelope(TraceRequest(name="no id")), 30)
+
+
+def test_project_retention_override_wins_over_the_default():
+    record = (
+        Envelope(
+            tenant_id="t1",
+            project_id="p1",
+            received_at=RECEIVED,
+            request_id="r1",
+            payload=TraceBatchPayload(
+                traces=[
+                    full_trace(spans=[{"id": "s", "name": "n"}]),
+                    full_trace(id="tr2", project_id="p2"),
+                ]
+            ),
+            retention_days={"p1": 365},
+        )
+        .model_dump_json()
+        .encode()
+    )
+    rows = to_rows(record, retention_days=30)
+    assert [t["retention_days"] for t in rows.traces] == [365, 30]
+    assert rows.spans[0]["retention_days"] == 365

@@ -59,11 +59,15 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
     state = request.app[config_state]
     received_at = datetime.now(UTC)
     projects: dict[str | None, str] = {}  # a batch names few projects: resolve each once
+    retention: dict[str, int] = {}  # projects with a retention override, for the worker's TTL
     for trace in traces:
         sent = trace.project_id
         project_id = projects.get(sent)
         if project_id is None:
-            project_id = projects[sent] = project_for_ingest(state, principal, sent).id
+            project = project_for_ingest(state, principal, sent)
+            project_id = projects[sent] = project.id
+            if project.retention_days_override is not None:
+                retention[project.id] = project.retention_days_override
         prepare(trace, project_id, sent, received_at)
     ids = [t.id for t in traces if t.id is not None]
     tenant_id = principal.tenant.id
@@ -89,6 +93,7 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
             received_at=received_at,
             request_id=get_request_id(request),
             payload=TraceBatchPayload(traces=fresh),
+            retention_days=retention,
         )
         value = envelope.model_dump_json().encode()
         key = (fresh[0].id or "").encode()

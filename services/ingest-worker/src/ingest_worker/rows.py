@@ -142,7 +142,8 @@ def _trace_rows(tenant_id: str, created: str, trace: dict[str, Any], retention_d
 
 
 def to_rows(value: bytes | None, retention_days: int) -> Rows:
-    """Rows for one record. Raises :class:`InvalidRecordError` for anything unusable."""
+    """Rows for one record. ``retention_days`` is the default TTL; a project's override in the
+    envelope wins. Raises :class:`InvalidRecordError` for anything unusable."""
     if value is None:
         raise InvalidRecordError("empty record")
     try:
@@ -162,10 +163,14 @@ def to_rows(value: bytes | None, retention_days: int) -> Rows:
         raise InvalidRecordError("not a trace envelope: no payload.traces array")
     tenant_id = _required(envelope, "tenant_id", "envelope")
     created = _required(envelope, "received_at", "envelope")
+    overrides = envelope.get("retention_days") or {}
+    if not isinstance(overrides, dict):
+        raise InvalidRecordError("not a trace envelope: retention_days is not an object")
     rows = Rows()
     try:
         for trace in traces:
-            _trace_rows(tenant_id, created, trace, retention_days, rows)
-    except (AttributeError, TypeError) as exc:  # an item of the wrong type somewhere
+            days = overrides.get(trace.get("project_id"), retention_days)
+            _trace_rows(tenant_id, created, trace, int(days), rows)
+    except (AttributeError, TypeError, ValueError) as exc:  # an item of the wrong type somewhere
         raise InvalidRecordError(f"malformed trace: {exc}") from None
     return rows

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from trulayer_common.schemas.ingest import TraceRequest
 
@@ -33,3 +33,5 @@ class Envelope(BaseModel):
     received_at: datetime
     request_id: str
     payload: TraceBatchPayload
+    # Projects of this record with a retention override (days); others get the worker's default.
+    retention_days: dict[str, int] = Field(default_factory=dict)
