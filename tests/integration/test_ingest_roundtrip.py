@@ -67,6 +67,41 @@ async def test_trace_round_trip_with_spans_and_events(http: aiohttp.ClientSessio
     assert metrics["total_tokens"] == 15
 
 
+async def test_any_json_value_round_trips_through_the_engine(
+    http: aiohttp.ClientSession, harness: Harness, tenant: Tenant
+):
+    """input/output/metadata of every JSON type, list tags, nulls and absent fields: the worker
+    hands the parsed values to the engine, which stores their JSON text (strings as themselves)."""
+    values: list[Any] = [{"messages": [{"role": "user", "content": 'hi "there"'}]}, [1, "a", None], 12.5, True, "plain"]
+    body = trace(
+        input=values[0],
+        output=values[1],
+        tags=["prod", "eu"],
+        metadata=None,
+        name=None,
+        model=None,
+        spans=[{"name": f"s{i}", "input": v, "output": v, "metadata": {"i": i}} for i, v in enumerate(values)],
+        events=[{"message": "m", "metadata": {"k": [1, 2]}, "level": None}],
+    )
+    async with http.post(f"{harness.gateway_url}/v1/ingest", json=body, headers=tenant.headers) as resp:
+        assert resp.status == 201, await resp.text()
+    stored = await eventually(lambda: get_trace(http, harness, tenant, body["id"]))
+    TraceDetail.model_validate(stored)
+    assert (stored["input"], stored["output"]) == (values[0], values[1])
+    assert stored["tags"] == ["prod", "eu"]
+    assert stored["metadata"] == {}
+    assert (stored["name"], stored["model"]) == (None, None)  # stored as "", read as absent
+    assert stored["error"] is None and stored["status"] == "success"
+    spans = {s["name"]: s for s in stored["spans"]}
+    for i, value in enumerate(values):
+        assert (spans[f"s{i}"]["input"], spans[f"s{i}"]["output"]) == (value, value)
+        assert spans[f"s{i}"]["metadata"] == {"i": i}
+        assert spans[f"s{i}"]["prompt_tokens"] == 0 and spans[f"s{i}"]["type"] == "other"
+    (event,) = stored["events"]
+    assert (event["level"], event["metadata"]) == ("info", {"k": [1, 2]})
+    assert event["timestamp"] == stored["started_at"]
+
+
 async def test_batch_of_traces_and_guardlayer_calls(http: aiohttp.ClientSession, harness: Harness, tenant: Tenant):
     traces = [trace(latency_ms=100 * (i + 1)) for i in range(10)]
     async with http.post(

@@ -6,28 +6,25 @@ import orjson
 import pytest
 
 from ingest_worker.rows import InvalidRecordError, to_rows
-from trulayer_common.schemas import Envelope, TraceBatchPayload, TraceRequest
+from trulayer_common.schemas import TRACE, TraceRequest, trace_envelope
 
 RECEIVED = datetime(2026, 3, 7, 12, 34, 56, 789000, tzinfo=UTC)
 
 
-def envelope(*traces: TraceRequest) -> bytes:
-    return (
-        Envelope(
-            tenant_id="t1",
-            project_id="p1",
-            received_at=RECEIVED,
-            request_id="r1",
-            payload=TraceBatchPayload(traces=list(traces)),
-        )
-        .model_dump_json(exclude_none=True)
-        .encode()
+def envelope(*traces: TraceRequest, retention_days: dict[str, int] | None = None) -> bytes:
+    return trace_envelope(
+        tenant_id="t1",
+        project_id="p1",
+        received_at=RECEIVED,
+        request_id="r1",
+        traces=list(traces),
+        retention_days=retention_days,
     )
 
 
 def full_trace(**kw) -> TraceRequest:
     data = {"id": "tr1", "project_id": "p1", "started_at": RECEIVED, **kw}
-    return TraceRequest.model_validate(data)
+    return TRACE.validate_python(data)
 
 
 def test_trace_spans_and_events_become_rows():
@@ -42,14 +39,18 @@ def test_trace_spans_and_events_become_rows():
     rows = to_rows(envelope(trace), retention_days=30)
     (t,) = rows.traces
     assert t["tenant_id"] == "t1" and t["id"] == "tr1"
-    assert t["input"] == '{"q":1}' and t["output"] == "a"
+    # JSON values stay as parsed: the engine stores them as their JSON text (INSERT_SETTINGS).
+    assert t["input"] == {"q": 1} and t["output"] == "a"
     assert (t["status"], t["failure_type"]) == ("error", "rate_limit")
     assert (t["prompt_tokens"], t["completion_tokens"], t["total_tokens"]) == (7, 3, 10)
     assert t["started_at"] == "2026-03-07T12:34:56.789000Z"
-    assert t["tag_list"] == ["x"] and t["tag_map"] == {}
-    assert t["retention_days"] == 30
+    assert t["tag_list"] == ["x"] and "tag_map" not in t and "tags" not in t
+    assert "spans" not in t and "events" not in t  # rows of their own, not columns
+    assert (t["metadata"], t["span_count"], t["retention_days"]) == ("{}", 1, 30)
     assert rows.spans[0]["trace_id"] == "tr1" and rows.spans[0]["id"] == "s1"
     assert rows.events[0]["timestamp"] == "2026-03-07T12:34:56.789000Z"
+    assert (rows.spans[0]["tenant_id"], rows.spans[0]["project_id"]) == ("t1", "p1")
+    assert rows.spans[0]["trace_started_at"] == t["started_at"] and rows.spans[0]["created_at"] == t["created_at"]
 
 
 def test_span_types_and_event_levels_are_normalised():
@@ -106,26 +107,14 @@ def test_malformed_payloads_raise(payload):
 
 def test_trace_without_gateway_fields_is_invalid():
     with pytest.raises(InvalidRecordError, match="not produced by the gateway"):
-        to_rows(envelope(TraceRequest(name="no id")), 30)
+        to_rows(envelope(TRACE.validate_python({"name": "no id"})), 30)
 
 
 def test_project_retention_override_wins_over_the_default():
-    record = (
-        Envelope(
-            tenant_id="t1",
-            project_id="p1",
-            received_at=RECEIVED,
-            request_id="r1",
-            payload=TraceBatchPayload(
-                traces=[
-                    full_trace(spans=[{"id": "s", "name": "n"}]),
-                    full_trace(id="tr2", project_id="p2"),
-                ]
-            ),
-            retention_days={"p1": 365},
-        )
-        .model_dump_json()
-        .encode()
+    record = envelope(
+        full_trace(spans=[{"id": "s", "name": "n"}]),
+        full_trace(id="tr2", project_id="p2"),
+        retention_days={"p1": 365},
     )
     rows = to_rows(record, retention_days=30)
     assert [t["retention_days"] for t in rows.traces] == [365, 30]

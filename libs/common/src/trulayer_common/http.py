@@ -4,9 +4,9 @@
   is bound into every log line of the request.
 * Every error leaves as ``{"error", "code", "request_id"}`` with its documented status —
   including aiohttp's own (unknown route, wrong method, body too large) and unexpected ones.
-* :func:`read_json_model` maps body problems onto statuses: wrong Content-Type → 415, too
-  large → 413, not JSON → 400, a missing required field → 422, any other mismatch → 400, and
-  names the field.
+* :func:`read_json_model` (and :func:`read_json`) map body problems onto statuses: wrong
+  Content-Type → 415, too large → 413, not JSON → 400, a missing required field → 422, any
+  other mismatch → 400, and name the field.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import Counter, Histogram
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from trulayer_common.errors import ApiError
 from trulayer_common.logging import bound_context, get_logger
 
 log = get_logger(__name__)
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -120,10 +121,6 @@ def validation_error(exc: ValidationError) -> ApiError:
             return ApiError(400, "Malformed JSON body", "malformed_json")
         field = ".".join(str(part) for part in err["loc"]) or "body"
         message = err["msg"].removeprefix("Value error, ")
-        ctx_error = (err.get("ctx") or {}).get("error")
-        override = getattr(ctx_error, "api_error", None)
-        if isinstance(override, ApiError):
-            return override
         if err["type"] == "missing":
             status = 422
         details.append({"field": field, "message": message})
@@ -140,5 +137,14 @@ async def read_json_model(request: web.Request, model: type[M], max_bytes: int) 
     body = await read_body(request, max_bytes)
     try:
         return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+async def read_json(request: web.Request, adapter: TypeAdapter[T], max_bytes: int) -> T:
+    """:func:`read_json_model` for a TypedDict (or any type) behind a TypeAdapter."""
+    body = await read_body(request, max_bytes)
+    try:
+        return adapter.validate_json(body)
     except ValidationError as exc:
         raise validation_error(exc) from None

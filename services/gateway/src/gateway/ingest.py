@@ -15,15 +15,25 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
+from pydantic import ValidationError
 
 from gateway.auth import Principal, project_for_ingest
 from gateway.limits import rate_limiter_key
 from gateway.resources import config_state, dedup_key, principal_key, producer_key, settings_key
 from trulayer_common import topics
 from trulayer_common.errors import unavailable
-from trulayer_common.http import get_request_id, json_response, read_json_model
+from trulayer_common.http import get_request_id, json_response, read_body, read_json, validation_error
 from trulayer_common.logging import get_logger
-from trulayer_common.schemas import BatchRequest, Envelope, TraceBatchPayload, TraceRequest
+from trulayer_common.schemas import (
+    BATCH,
+    BATCH_TOO_LARGE,
+    TRACE,
+    TraceRequest,
+    batch_items,
+    batch_too_large,
+    fold_guardlayer_fields,
+    trace_envelope,
+)
 
 log = get_logger(__name__)
 TRACES_ACCEPTED = Counter("trulayer_gateway_traces_accepted_total", "traces acknowledged by the broker")
@@ -33,25 +43,26 @@ PRODUCE_FAILED = Counter("trulayer_gateway_produce_failed_total", "ingest reques
 
 def prepare(trace: TraceRequest, project_id: str, project_name_sent: str | None, received_at: datetime) -> None:
     """Fill what the client left out, so the record is complete and replayable as is."""
-    if trace.id is None:
-        trace.id = str(uuid.uuid4())
-    trace.fold_guardlayer_fields()
+    if trace.get("id") is None:
+        trace["id"] = str(uuid.uuid4())
+    fold_guardlayer_fields(trace)
     if project_name_sent is not None and project_name_sent != project_id:
-        trace.metadata = {**(trace.metadata or {}), "project_name": project_name_sent}
-    trace.project_id = project_id
-    if trace.started_at is None:
-        if trace.ended_at is not None and trace.latency_ms is not None:
-            trace.started_at = trace.ended_at - timedelta(milliseconds=trace.latency_ms)
-        else:
-            trace.started_at = received_at
-    if trace.latency_ms is None and trace.ended_at is not None:
-        trace.latency_ms = max((trace.ended_at - trace.started_at).total_seconds() * 1000.0, 0.0)
-    for span in trace.spans:
-        if span.id is None:
-            span.id = str(uuid.uuid4())
-    for event in trace.events:
-        if event.id is None:
-            event.id = str(uuid.uuid4())
+        trace["metadata"] = {**(trace.get("metadata") or {}), "project_name": project_name_sent}
+    trace["project_id"] = project_id
+    started, ended, latency = trace.get("started_at"), trace.get("ended_at"), trace.get("latency_ms")
+    if started is None:
+        started = received_at
+        if ended is not None and latency is not None:
+            started = ended - timedelta(milliseconds=latency)
+        trace["started_at"] = started
+    if latency is None and ended is not None:
+        trace["latency_ms"] = max((ended - started).total_seconds() * 1000.0, 0.0)
+    for span in trace.get("spans") or ():
+        if span.get("id") is None:
+            span["id"] = str(uuid.uuid4())
+    for event in trace.get("events") or ():
+        if event.get("id") is None:
+            event["id"] = str(uuid.uuid4())
 
 
 async def accept(request: web.Request, principal: Principal, traces: list[TraceRequest]) -> tuple[list[str], set[str]]:
@@ -61,7 +72,7 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
     projects: dict[str | None, str] = {}  # a batch names few projects: resolve each once
     retention: dict[str, int] = {}  # projects with a retention override, for the worker's TTL
     for trace in traces:
-        sent = trace.project_id
+        sent = trace.get("project_id")
         project_id = projects.get(sent)
         if project_id is None:
             project = project_for_ingest(state, principal, sent)
@@ -69,34 +80,32 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
             if project.retention_days_override is not None:
                 retention[project.id] = project.retention_days_override
         prepare(trace, project_id, sent, received_at)
-    ids = [t.id for t in traces if t.id is not None]
+    ids: list[str] = [t["id"] for t in traces]  # type: ignore[misc]  # prepare() filled every id
     tenant_id = principal.tenant.id
     dedup = request.app[dedup_key]
     duplicates = await dedup.seen(tenant_id, ids)
     # A batch may repeat an id: the first occurrence is kept, the rest are duplicates.
     fresh: list[TraceRequest] = []
     taken: set[str] = set()
-    for trace in traces:
-        assert trace.id is not None
-        if trace.id in duplicates or trace.id in taken:
-            duplicates.add(trace.id)
+    for trace_id, trace in zip(ids, traces, strict=True):
+        if trace_id in duplicates or trace_id in taken:
+            duplicates.add(trace_id)
             continue
-        taken.add(trace.id)
+        taken.add(trace_id)
         fresh.append(trace)
     if fresh:
         # The monthly quota counts accepted traces (duplicates are free); 429 before producing.
         limiter = request.app.get(rate_limiter_key)
         reserved = limiter is not None and await limiter.reserve_traces(principal.tenant, len(fresh))
-        envelope = Envelope(
+        value = trace_envelope(
             tenant_id=tenant_id,
-            project_id=fresh[0].project_id or principal.require_api_key().project_id,
+            project_id=fresh[0].get("project_id") or principal.require_api_key().project_id,
             received_at=received_at,
             request_id=get_request_id(request),
-            payload=TraceBatchPayload(traces=fresh),
+            traces=fresh,
             retention_days=retention,
         )
-        value = envelope.model_dump_json().encode()
-        key = (fresh[0].id or "").encode()
+        key = str(fresh[0].get("id")).encode()
         settings = request.app[settings_key]
         try:
             await asyncio.wait_for(
@@ -110,31 +119,39 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
             log.warning("produce_failed", error=repr(exc), traces=len(fresh))
             raise unavailable("Ingest is temporarily unavailable: the broker did not acknowledge", 2) from exc
         TRACES_ACCEPTED.inc(len(fresh))
-        await dedup.mark(tenant_id, [t.id for t in fresh if t.id is not None])
+        await dedup.mark(tenant_id, [str(t.get("id")) for t in fresh])
     TRACES_DUPLICATE.inc(len(duplicates))
     return ids, duplicates
 
 
 async def ingest_one(request: web.Request) -> web.Response:
     principal = request[principal_key]
-    trace = await read_json_model(request, TraceRequest, request.app[settings_key].max_body_bytes)
+    trace = await read_json(request, TRACE, request.app[settings_key].max_body_bytes)
     ids, duplicates = await accept(request, principal, [trace])
     if duplicates:
         return json_response({"status": "duplicate", "id": ids[0]}, status=200)
-    created_at = trace.started_at or datetime.now(UTC)
+    created_at = trace.get("started_at") or datetime.now(UTC)
     return json_response({"id": ids[0], "created_at": created_at.isoformat(), "status": "ingested"}, status=201)
 
 
 async def ingest_batch(request: web.Request) -> web.Response:
     principal = request[principal_key]
-    batch = await read_json_model(request, BatchRequest, request.app[settings_key].max_body_bytes)
-    traces = batch.as_traces()
+    body = await read_body(request, request.app[settings_key].max_body_bytes)
+    try:
+        batch = BATCH.validate_json(body)
+    except ValidationError as exc:
+        raise (BATCH_TOO_LARGE if batch_too_large(exc) else validation_error(exc)) from None
+    traces = batch_items(batch)
     ids, duplicates = await accept(request, principal, traces)
-    body: dict[str, object] = {
+    answer: dict[str, object] = {
         "ingested": len(ids) - len(duplicates),
         "ids": ids,
         "duplicates": len(duplicates),
     }
-    if batch.calls is not None:  # GuardLayer clients read a per-call list
-        body["calls"] = [{"id": t.id, "created_at": (t.started_at or datetime.now(UTC)).isoformat()} for t in traces]
-    return json_response(body, status=201)
+    if batch.get("calls") is not None:  # GuardLayer clients read a per-call list
+        now = datetime.now(UTC)
+        answer["calls"] = [
+            {"id": trace_id, "created_at": (t.get("started_at") or now).isoformat()}
+            for trace_id, t in zip(ids, traces, strict=True)
+        ]
+    return json_response(answer, status=201)

@@ -1,4 +1,4 @@
-"""``GET /openapi.json`` (OpenAPI 3.1, generated from the pydantic wire models) and ``GET /docs``.
+"""``GET /openapi.json`` (OpenAPI 3.1, generated from the pydantic wire shapes) and ``GET /docs``.
 
 Routes are described once in :data:`ROUTES`; request and response schemas come from the
 models in ``trulayer_common.schemas``, so the document follows the code. A module that adds
@@ -12,8 +12,7 @@ from functools import cache
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel, TypeAdapter
 
 from trulayer_common.http import json_response
 from trulayer_common.schemas import BatchRequest, TraceRequest
@@ -49,7 +48,7 @@ class DocumentedRoute:
     method: str
     path: str
     summary: str
-    request: type[BaseModel] | None = None
+    request: type[Any] | None = None  # a BaseModel or a TypedDict
     responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
     query: tuple[tuple[str, str, str], ...] = ()
     errors: tuple[int, ...] = (400, 401, 403, 413, 415, 422, 503)
@@ -101,14 +100,15 @@ ROUTES: list[DocumentedRoute] = [
 
 
 def build_document(routes: list[DocumentedRoute]) -> dict[str, Any]:
-    models: set[type[BaseModel]] = {ErrorBody}
+    models: set[type[Any]] = {ErrorBody}
     for route in routes:
         if route.request is not None:
             models.add(route.request)
         models.update(m for m in route.responses.values() if m is not None)
+    requests = {r.request for r in routes}
     ordered = sorted(models, key=lambda m: m.__name__)
-    _, schema = models_json_schema(
-        [(m, "validation" if m in {r.request for r in routes} else "serialization") for m in ordered],
+    _, schema = TypeAdapter.json_schemas(
+        [(m.__name__, "validation" if m in requests else "serialization", TypeAdapter(m)) for m in ordered],
         ref_template="#/components/schemas/{model}",
     )
     error_ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}

@@ -2,9 +2,14 @@
 
 No I/O here (snuba's processor shape). The records were validated and completed by the
 gateway (ids, project, timestamps), so the worker parses them with orjson and checks their
-shape rather than validating every field again: the hot path stays cheap. Anything unusable
-raises :class:`InvalidRecordError` and goes to the dead-letter topic; a record the engine
-still rejects on insert is isolated there by the worker.
+shape rather than validating every field again: the hot path stays cheap. A trace, span or
+event dict becomes its own row, completed in place with the columns derived here (tenant,
+status, failure type, token totals, tags, retention); the engine does the rest as it reads
+JSONEachRow (see :data:`INSERT_SETTINGS`): keys that are not columns are skipped, a null or
+absent value takes the column default, and ``input``/``output``/``metadata`` of any JSON type
+are stored as their JSON text (a string as itself). Anything unusable raises
+:class:`InvalidRecordError` and goes to the dead-letter topic; a record the engine still
+rejects on insert is isolated there by the worker.
 """
 
 from __future__ import annotations
@@ -17,6 +22,22 @@ import orjson
 from trulayer_common.failures import classify_failure
 from trulayer_common.schemas.envelope import SCHEMA_VERSION
 from trulayer_common.schemas.ingest import EVENT_LEVELS, SPAN_TYPES
+
+_CANONICAL_SPAN_TYPES = frozenset(v for k, v in SPAN_TYPES.items() if k == v)
+_CANONICAL_LEVELS = frozenset(v for k, v in EVENT_LEVELS.items() if k == v)
+
+
+# How the engine reads these rows (ClickHouse's defaults, spelled out: the transform relies on them).
+INSERT_SETTINGS = {
+    "input_format_skip_unknown_fields": 1,
+    "input_format_null_as_default": 1,
+    "input_format_defaults_for_omitted_fields": 1,
+    "input_format_json_read_objects_as_strings": 1,
+    "input_format_json_read_arrays_as_strings": 1,
+    "input_format_json_read_numbers_as_strings": 1,
+    "input_format_json_read_bools_as_strings": 1,
+    "date_time_input_format": "best_effort",
+}
 
 
 class InvalidRecordError(ValueError):
@@ -38,14 +59,6 @@ class Rows:
         return len(self.traces)
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode()
-
-
 def _required(obj: dict[str, Any], key: str, where: str) -> str:
     value = obj.get(key)
     if not isinstance(value, str) or not value:
@@ -54,91 +67,65 @@ def _required(obj: dict[str, Any], key: str, where: str) -> str:
 
 
 def _trace_rows(tenant_id: str, created: str, trace: dict[str, Any], retention_days: int, out: Rows) -> None:
+    """The trace dict becomes its own row, completed in place (it is ours: just parsed)."""
     trace_id = _required(trace, "id", "trace")
     project_id = _required(trace, "project_id", "trace")
     started = _required(trace, "started_at", "trace")
-    spans = trace.get("spans") or []
-    events = trace.get("events") or []
+    spans = trace.pop("spans", None) or ()
+    events = trace.pop("events", None) or ()
     prompt = trace.get("prompt_tokens")
     completion = trace.get("completion_tokens")
     if prompt is None:
-        prompt = sum(s.get("prompt_tokens") or 0 for s in spans)
+        prompt = trace["prompt_tokens"] = sum(s.get("prompt_tokens") or 0 for s in spans)
     if completion is None:
-        completion = sum(s.get("completion_tokens") or 0 for s in spans)
-    tags = trace.get("tags")
+        completion = trace["completion_tokens"] = sum(s.get("completion_tokens") or 0 for s in spans)
+    tags = trace.pop("tags", None)
+    if tags:
+        trace["tag_list" if isinstance(tags, list) else "tag_map"] = tags
     error = trace.get("error")
-    out.traces.append(
-        {
-            "tenant_id": tenant_id,
-            "project_id": project_id,
-            "id": trace_id,
-            "session_id": trace.get("session_id") or "",
-            "external_id": trace.get("external_id") or "",
-            "name": trace.get("name") or "",
-            "input": _text(trace.get("input")),
-            "output": _text(trace.get("output")),
-            "model": trace.get("model") or "",
-            "latency_ms": trace.get("latency_ms"),
-            "cost": trace.get("cost"),
-            "error": error,
-            "status": "error" if error else "success",
-            "failure_type": classify_failure(error),
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "tag_list": tags if isinstance(tags, list) else [],
-            "tag_map": tags if isinstance(tags, dict) else {},
-            "metadata": _text(trace.get("metadata") or {}),
-            "started_at": started,
-            "ended_at": trace.get("ended_at"),
-            "created_at": created,
-            "span_count": len(spans),
-            "retention_days": retention_days,
-        }
-    )
+    if error:
+        trace["status"] = "error"
+        trace["failure_type"] = classify_failure(error)
+    else:
+        trace["status"] = "success"
+    if not trace.get("metadata"):
+        trace["metadata"] = "{}"
+    trace["tenant_id"] = tenant_id
+    trace["total_tokens"] = prompt + completion
+    trace["created_at"] = created
+    trace["span_count"] = len(spans)
+    trace["retention_days"] = retention_days
+    out.traces.append(trace)
     for span in spans:
-        out.spans.append(
-            {
-                "tenant_id": tenant_id,
-                "project_id": project_id,
-                "trace_id": trace_id,
-                "id": _required(span, "id", f"span of trace {trace_id}"),
-                "parent_span_id": span.get("parent_span_id") or "",
-                "name": span.get("name") or "",
-                "type": SPAN_TYPES.get(span.get("type") or "other", "other"),
-                "input": _text(span.get("input")),
-                "output": _text(span.get("output")),
-                "model": span.get("model") or "",
-                "latency_ms": span.get("latency_ms"),
-                "cost": span.get("cost"),
-                "error": span.get("error"),
-                "prompt_tokens": span.get("prompt_tokens") or 0,
-                "completion_tokens": span.get("completion_tokens") or 0,
-                "metadata": _text(span.get("metadata") or {}),
-                "start_time": span.get("start_time"),
-                "end_time": span.get("end_time"),
-                "trace_started_at": started,
-                "created_at": created,
-                "retention_days": retention_days,
-            }
-        )
+        _required(span, "id", f"span of trace {trace_id}")
+        kind = span.get("type")
+        if kind not in _CANONICAL_SPAN_TYPES:
+            span["type"] = SPAN_TYPES.get(kind or "other", "other")
+        if not span.get("metadata"):
+            span["metadata"] = "{}"
+        span["tenant_id"] = tenant_id
+        span["project_id"] = project_id
+        span["trace_id"] = trace_id
+        span["trace_started_at"] = started
+        span["created_at"] = created
+        span["retention_days"] = retention_days
+        out.spans.append(span)
     for event in events:
-        out.events.append(
-            {
-                "tenant_id": tenant_id,
-                "project_id": project_id,
-                "trace_id": trace_id,
-                "id": _required(event, "id", f"event of trace {trace_id}"),
-                "span_id": event.get("span_id") or "",
-                "level": EVENT_LEVELS.get(event.get("level") or "info", "info"),
-                "message": event.get("message") or "",
-                "metadata": _text(event.get("metadata") or {}),
-                "timestamp": event.get("timestamp") or started,
-                "trace_started_at": started,
-                "created_at": created,
-                "retention_days": retention_days,
-            }
-        )
+        _required(event, "id", f"event of trace {trace_id}")
+        level = event.get("level")
+        if level not in _CANONICAL_LEVELS:
+            event["level"] = EVENT_LEVELS.get(level or "info", "info")
+        if not event.get("metadata"):
+            event["metadata"] = "{}"
+        if not event.get("timestamp"):
+            event["timestamp"] = started
+        event["tenant_id"] = tenant_id
+        event["project_id"] = project_id
+        event["trace_id"] = trace_id
+        event["trace_started_at"] = started
+        event["created_at"] = created
+        event["retention_days"] = retention_days
+        out.events.append(event)
 
 
 def to_rows(value: bytes | None, retention_days: int) -> Rows:

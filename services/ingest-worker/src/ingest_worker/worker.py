@@ -23,7 +23,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from prometheus_client import Counter, Gauge, Histogram
 
 from ingest_worker.dead_letters import DeadLetterQueue
-from ingest_worker.rows import InvalidRecordError, Rows, to_rows
+from ingest_worker.rows import INSERT_SETTINGS, InvalidRecordError, Rows, to_rows
 from ingest_worker.settings import IngestWorkerSettings
 from trulayer_common import topics
 from trulayer_common.clickhouse import ClickHouse
@@ -170,7 +170,7 @@ class IngestWorker:
     async def _write(self, rows: Rows) -> None:
         for table, batch in (("traces", rows.traces), ("spans", rows.spans), ("events", rows.events)):
             if batch:
-                await self.clickhouse.insert_json_rows(table, batch)
+                await self.clickhouse.insert_json_rows(table, batch, INSERT_SETTINGS)
                 ROWS_WRITTEN.labels(table).inc(len(batch))
 
     async def _write_record_by_record(self, batch: list[tuple[ConsumerRecord[bytes, bytes], Rows]]) -> None:

@@ -22,6 +22,7 @@ import clickhouse_connect
 import orjson
 from clickhouse_connect.driver.client import Client
 
+_INSERT_SETTINGS = {"input_format_skip_unknown_fields": 1, "date_time_input_format": "best_effort"}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -53,10 +54,13 @@ class ClickHouse:
         names = result.column_names
         return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 
-    async def insert_json_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+    async def insert_json_rows(
+        self, table: str, rows: Sequence[dict[str, Any]], settings: dict[str, Any] | None = None
+    ) -> None:
         """Insert rows as one JSON array in JSONEachRow: a single orjson call, parsed by the engine.
 
-        Datetimes may be ISO 8601 text with an offset (``best_effort`` parsing).
+        Datetimes may be ISO 8601 text with an offset (``best_effort`` parsing); ``settings``
+        adds to (or overrides) those of the insert.
         """
         if not rows:
             return
@@ -65,7 +69,7 @@ class ClickHouse:
             f"{self.database}.{_check_identifier(table)}",
             None,
             orjson.dumps(rows),
-            settings={"input_format_skip_unknown_fields": 1, "date_time_input_format": "best_effort"},
+            settings={**_INSERT_SETTINGS, **(settings or {})},
             fmt="JSONEachRow",
         )
 

@@ -1,17 +1,27 @@
-"""Pydantic v2 wire models of API.md and the Kafka envelope."""
+"""Pydantic v2 wire shapes of API.md and the Kafka envelope."""
 
-from trulayer_common.schemas.envelope import Envelope, TraceBatchPayload
+from trulayer_common.schemas.envelope import Envelope, TraceBatchPayload, trace_envelope
 from trulayer_common.schemas.ingest import (
+    BATCH,
+    BATCH_TOO_LARGE,
     MAX_BATCH,
+    TRACE,
     BatchRequest,
     EventRequest,
     GuardLayerCall,
     SpanRequest,
     TraceRequest,
+    batch_items,
+    batch_too_large,
+    call_to_trace,
+    fold_guardlayer_fields,
 )
 
 __all__ = [
+    "BATCH",
+    "BATCH_TOO_LARGE",
     "MAX_BATCH",
+    "TRACE",
     "BatchRequest",
     "Envelope",
     "EventRequest",
@@ -19,4 +29,9 @@ __all__ = [
     "SpanRequest",
     "TraceBatchPayload",
     "TraceRequest",
+    "batch_items",
+    "batch_too_large",
+    "call_to_trace",
+    "fold_guardlayer_fields",
+    "trace_envelope",
 ]
