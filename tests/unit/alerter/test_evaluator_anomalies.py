@@ -63,6 +63,22 @@ def test_window_slides_and_old_buckets_expire() -> None:
     assert not any(key.endswith("|1000") for key in ev.buckets)
 
 
+def test_memoised_window_sees_late_points_and_matches_a_fresh_evaluator() -> None:
+    """The merged older buckets are reused between messages; a late point that replaces one of
+    them must invalidate the reuse. A fresh evaluator over the same stored state agrees."""
+    volume = rule(metric="volume", operator="gte", threshold=6, window_secs=60, cooldown_minutes=60)
+    ev = evaluator(volume)
+    for ts in (1000.0, 1010.0, 1020.0, 1030.0):  # 4 points in 4 buckets; the window memo is built
+        assert ev.process(msg([[ts, "", None, 0, None]])).alerts == []
+    assert ev.process(msg([[1031.0, "", None, 0, None]])).alerts == []  # 5 < 6: memo reused
+    fresh = Evaluator(ev.settings, ev.config, dict(ev.buckets), dict(ev.meta), {}, {})
+    assert fresh.window("t|p", "", 1031.0, 60).count == ev.window("t|p", "", 1031.0, 60).count == 5
+    # A late point lands in the (older) 1010 bucket: 6 in the window → fires.
+    (alert,) = ev.process(msg([[1011.0, "", None, 0, None]])).alerts
+    assert alert["metric_value"] == 6
+    assert ev.window("t|p", "", 1031.0, 60).count == 6
+
+
 def test_score_rules_use_evaluations() -> None:
     ev = evaluator(rule(metric="hallucination_score", operator="gt", threshold=0.5))
     assert ev.process(msg([], [[1000.0, "", "hallucination", 0.4]])).alerts == []

@@ -58,6 +58,10 @@ class Evaluator:
         self.meta = meta
         self.fired = fired
         self.baselines = baselines
+        # Decoding and merging stored buckets is the evaluator's main cost; both are memoised
+        # on the identity of the stored values (a bucket is only ever replaced, never mutated).
+        self._decoded: dict[str, tuple[Any, BucketAgg]] = {}
+        self._closed: dict[tuple[str, str, int], tuple[int, list[Any], BucketAgg]] = {}
 
     def process(self, message: dict[str, Any]) -> Outcome:
         tenant_id: str = message["tenant_id"]
@@ -85,7 +89,7 @@ class Evaluator:
             key = f"{scope}|{model}|{bucket_start(ts, bucket_secs)}"
             found = touched.get(key)
             if found is None:
-                found = touched[key] = BucketAgg.from_json(self.buckets.get(key))
+                found = touched[key] = self._bucket(key).copy()
             return found
 
         for ts, model, latency, is_error, cost in points:
@@ -105,7 +109,9 @@ class Evaluator:
                 agg(model, ts).add_score(metric, score)
                 touched_models.add(model)
         for key, value in touched.items():
-            self.buckets[key] = value.to_json()
+            data = value.to_json()
+            self.buckets[key] = data
+            self._decoded[key] = (data, value)  # the table hands back this very object
 
         self._expire(scope, meta, models, previous_wm, horizon)
         meta["wm"] = watermark
@@ -124,12 +130,37 @@ class Evaluator:
         self.meta[scope] = meta
         return outcome
 
+    def _bucket(self, key: str) -> BucketAgg:
+        """The stored bucket, decoded once per stored value (treat as read-only)."""
+        data = self.buckets.get(key)
+        cached = self._decoded.get(key)
+        if cached is not None and cached[0] is data:
+            return cached[1]
+        if data is None:
+            self._decoded.pop(key, None)
+            return BucketAgg()
+        decoded = BucketAgg.from_json(data)
+        self._decoded[key] = (data, decoded)
+        return decoded
+
     def window(self, scope: str, model: str, watermark: float, window_secs: int) -> BucketAgg:
-        merged = BucketAgg()
-        for start in window_buckets(watermark, window_secs, self.settings.bucket_secs):
-            data = self.buckets.get(f"{scope}|{model}|{start}")
-            if data:
-                merged.merge(BucketAgg.from_json(data))
+        """The merge of the buckets covering the window. All but the newest bucket are merged
+        once and reused while none of them is replaced (a late point replaces an older one)."""
+        starts = window_buckets(watermark, window_secs, self.settings.bucket_secs)
+        older = [self.buckets.get(f"{scope}|{model}|{start}") for start in starts[:-1]]
+        memo_key = (scope, model, window_secs)
+        memo = self._closed.get(memo_key)
+        if memo is not None and memo[0] == starts.start and all(a is b for a, b in zip(memo[1], older, strict=True)):
+            merged = memo[2].copy()
+        else:
+            closed = BucketAgg()
+            for start, data in zip(starts[:-1], older, strict=True):
+                if data:
+                    closed.merge(self._bucket(f"{scope}|{model}|{start}"))
+            # Holding the values themselves keeps their identities from being reused.
+            self._closed[memo_key] = (starts.start, older, closed)
+            merged = closed.copy()
+        merged.merge(self._bucket(f"{scope}|{model}|{starts[-1]}"))
         return merged
 
     def _evaluate(self, rule: AlertRule, scope: str, project_id: str, watermark: float) -> dict[str, Any] | None:
@@ -155,7 +186,9 @@ class Evaluator:
         cutoff = min(bucket_start(horizon, bucket_secs), bucket_start(previous_wm, bucket_secs) + bucket_secs)
         for start in range(int(oldest), cutoff, bucket_secs):
             for model in models:
-                self.buckets.pop(f"{scope}|{model}|{start}", None)
+                key = f"{scope}|{model}|{start}"
+                self.buckets.pop(key, None)
+                self._decoded.pop(key, None)
         meta["lo"] = max(int(oldest), bucket_start(horizon, bucket_secs))
 
     def _anomalies(
@@ -175,9 +208,7 @@ class Evaluator:
             return []
         window = BucketAgg()
         for sub in range(start, start + size, self.settings.bucket_secs):
-            data = self.buckets.get(f"{scope}||{sub}")
-            if data:
-                window.merge(BucketAgg.from_json(data))
+            window.merge(self._bucket(f"{scope}||{sub}"))
         samples: dict[str, float] = {"volume": float(window.count)}
         if window.count >= self.settings.anomaly_min_traces:
             samples["error_rate"] = 100.0 * window.errors / window.count

@@ -37,6 +37,13 @@ class LogSketch:
             self.bins[index] = self.bins.get(index, 0) + weight
         self.count += weight
 
+    def copy(self) -> LogSketch:
+        twin = LogSketch()
+        twin.bins = dict(self.bins)
+        twin.zeros = self.zeros
+        twin.count = self.count
+        return twin
+
     def merge(self, other: LogSketch) -> None:
         for index, n in other.bins.items():
             self.bins[index] = self.bins.get(index, 0) + n

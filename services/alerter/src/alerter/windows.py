@@ -49,6 +49,11 @@ class BucketAgg:
             mine[0] += total
             mine[1] += n
 
+    def copy(self) -> BucketAgg:
+        return BucketAgg(
+            self.count, self.errors, self.cost, self.latency.copy(), {k: list(v) for k, v in self.scores.items()}
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {"c": self.count, "e": self.errors, "$": self.cost, "l": self.latency.to_json(), "s": self.scores}
 
