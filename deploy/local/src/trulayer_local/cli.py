@@ -105,6 +105,7 @@ async def run_stack(cfg: infra.InfraConfig) -> None:
     tenant = await bootstrap_tenant(cfg.data_dir / "bootstrap.json")
     _say("starting the services (control-engine, ingest-worker, gateway) on embedded chDB")
     urls = await stack.start()
+    runtime.settle_gc()
     session = mint_session_token(ControlEngineSettings(), tenant["tenant_id"], "owner")
     try:
         print(

@@ -7,14 +7,14 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from trulayer_common.logging import configure_logging
-from trulayer_common.runtime import new_event_loop
+from trulayer_common.runtime import new_event_loop, settle_gc_after_startup
 
 
 def main() -> None:
     settings = GatewaySettings()
     configure_logging(settings.log_level, settings.log_json)
     web.run_app(
-        create_app(settings),
+        settle_gc_after_startup(create_app(settings)),
         host=settings.gateway_host,
         port=settings.gateway_port,
         access_log=None,

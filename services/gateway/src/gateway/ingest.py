@@ -9,7 +9,7 @@ broker acknowledged the record (acks=all); a broker that cannot acknowledge in t
 from __future__ import annotations
 
 import asyncio
-import uuid
+import os
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -41,10 +41,16 @@ TRACES_DUPLICATE = Counter("trulayer_gateway_traces_duplicate_total", "re-sent t
 PRODUCE_FAILED = Counter("trulayer_gateway_produce_failed_total", "ingest requests answered 503")
 
 
+def new_id() -> str:
+    """A random (version 4) UUID as text, like ``str(uuid.uuid4())`` at under half the cost."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
 def prepare(trace: TraceRequest, project_id: str, project_name_sent: str | None, received_at: datetime) -> None:
     """Fill what the client left out, so the record is complete and replayable as is."""
     if trace.get("id") is None:
-        trace["id"] = str(uuid.uuid4())
+        trace["id"] = new_id()
     fold_guardlayer_fields(trace)
     if project_name_sent is not None and project_name_sent != project_id:
         trace["metadata"] = {**(trace.get("metadata") or {}), "project_name": project_name_sent}
@@ -59,10 +65,10 @@ def prepare(trace: TraceRequest, project_id: str, project_name_sent: str | None,
         trace["latency_ms"] = max((ended - started).total_seconds() * 1000.0, 0.0)
     for span in trace.get("spans") or ():
         if span.get("id") is None:
-            span["id"] = str(uuid.uuid4())
+            span["id"] = new_id()
     for event in trace.get("events") or ():
         if event.get("id") is None:
-            event["id"] = str(uuid.uuid4())
+            event["id"] = new_id()
 
 
 async def accept(request: web.Request, principal: Principal, traces: list[TraceRequest]) -> tuple[list[str], set[str]]:

@@ -7,7 +7,7 @@ from aiohttp import web
 from ingest_worker.app import create_app
 from ingest_worker.settings import IngestWorkerSettings
 from trulayer_common.logging import configure_logging
-from trulayer_common.runtime import new_event_loop
+from trulayer_common.runtime import new_event_loop, settle_gc_after_startup
 
 
 def main() -> None:
@@ -16,7 +16,7 @@ def main() -> None:
     # run_app turns SIGTERM/SIGINT into a graceful shutdown: cleanup_ctx stops the worker,
     # which writes and commits its batch before the process exits.
     web.run_app(
-        create_app(settings),
+        settle_gc_after_startup(create_app(settings)),
         host=settings.worker_host,
         port=settings.worker_port,
         access_log=None,

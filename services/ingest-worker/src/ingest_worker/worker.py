@@ -109,6 +109,9 @@ class IngestWorker:
                         self._offsets[tp] = record.offset + 1
                         if self._first_pending_at is None:
                             self._first_pending_at = time.monotonic()
+                        # One record is ~1 ms of work: let the loop's other tasks (the gateway's
+                        # requests in the local stack) in between, not after a whole fetch.
+                        await asyncio.sleep(0)
                 if self._due():
                     await self.flush()
                 self._update_lag(consumer)
