@@ -7,7 +7,12 @@ import pytest
 
 from alerter.anomalies import Baseline, observe, severity_of
 from alerter.evaluator import Evaluator
-from alerter.observations import InvalidInputError, observations_from_evaluations, observations_from_traces
+from alerter.observations import (
+    InvalidInputError,
+    observations_from_evaluations,
+    observations_from_points,
+    observations_from_traces,
+)
 from alerter.settings import AlerterSettings
 from alerter.webhooks import backoff_delay, is_retryable
 from trulayer_common.config import ConfigRecord, ConfigState
@@ -133,3 +138,27 @@ def test_signature_and_retry_policy() -> None:
     delays = [backoff_delay(n, 0.5, 4.0) for n in range(1, 10) for _ in range(20)]
     assert all(0 <= d <= 4.0 for d in delays)
     assert max(backoff_delay(1, 0.5, 4.0) for _ in range(50)) <= 0.5
+
+
+def test_points_header_gives_the_observations_of_the_record() -> None:
+    from trulayer_common.schemas import TRACE, alert_points, trace_envelope
+
+    received = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    traces = [
+        TRACE.validate_python(t)
+        for t in (
+            {"id": "a", "project_id": "p1", "started_at": "2026-11-22T11:59:00Z", "model": "m", "latency_ms": 12},
+            {"id": "b", "project_id": "p1", "started_at": "2026-11-22T13:00:00Z", "error": "boom", "cost": 0.5},
+            {"id": "c", "project_id": "p2", "started_at": "2026-11-22T11:00:00", "latency_ms": 0},  # naive: UTC
+            {"id": "d", "project_id": "p2", "started_at": "2026-11-22T12:30:00+02:00", "error": ""},
+        )
+    ]
+    value = trace_envelope(tenant_id="t", project_id="p1", received_at=received, request_id="r", traces=traces)
+    from_value = observations_from_traces(value)
+    from_header = observations_from_points(alert_points("t", received, traces))
+    assert from_header == from_value
+    (b,) = [p for p in from_value["t|p1"]["points"] if p[3] == 1]
+    assert b[0] == received.timestamp()  # a start in the future is capped at receipt
+    assert sorted(from_value) == ["t|p1", "t|p2"]
+    with pytest.raises(InvalidInputError):
+        observations_from_points(b'{"groups": []}')

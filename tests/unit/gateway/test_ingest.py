@@ -40,3 +40,20 @@ def test_prepare_keeps_what_the_client_sent_and_derives_latency():
     bare = TRACE.validate_python({})
     prepare(bare, "p1", None, RECEIVED)
     assert bare["started_at"] == RECEIVED and "latency_ms" not in bare
+
+
+def test_new_ids_do_not_repeat_across_refills_or_a_fork():
+    import os
+
+    seen = {new_id() for _ in range(3 * 512 + 7)}
+    assert len(seen) == 3 * 512 + 7
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id must not be the parent's next buffered one
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child != new_id() and child not in seen

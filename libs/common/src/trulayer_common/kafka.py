@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from trulayer_common.logging import get_logger
@@ -56,7 +57,10 @@ def create_consumer(
 
 
 async def ensure_topics(settings: ServiceSettings, specs: Iterable[TopicSpec] = TOPICS) -> list[str]:
-    """Create the topics that do not exist yet with their explicit partition counts; idempotent."""
+    """Create the topics that do not exist yet with their explicit partition counts, and bring
+    the configs of existing ones to their spec (a changed spec applies at the next start; the
+    spec replaces configs set on the topic by hand). Idempotent; returns the created topics."""
+    specs = list(specs)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=15_000)
     await admin.start()
     try:
@@ -70,9 +74,25 @@ async def ensure_topics(settings: ServiceSettings, specs: Iterable[TopicSpec] = 
                         for s in missing
                     ]
                 )
+        await _reconcile_configs(admin, [s for s in specs if s.name in existing and s.config])
         return [s.name for s in missing]
     finally:
         await admin.close()
+
+
+async def _reconcile_configs(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
+    if not specs:
+        return
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.name) for s in specs])
+    current: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for error_code, _message, _kind, name, entries, *_ in response.resources:
+            if error_code == 0:
+                current[name] = {entry[0]: entry[1] for entry in entries}
+    stale = [s for s in specs if any(current.get(s.name, {}).get(k) != v for k, v in s.config.items())]
+    if stale:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.config) for s in stale])
+        log.info("topic_configs_updated", topics=[s.name for s in stale])
 
 
 async def wait_for_kafka(settings: ServiceSettings, timeout: float = 30.0) -> None:

@@ -117,13 +117,14 @@ class Evaluator:
         meta["wm"] = watermark
         meta["models"] = [m for m in models if m]
         outcome = Outcome()
+        windows: dict[tuple[str, int], BucketAgg] = {}  # rules sharing a window merge it once
         if touched_models:
             for rule in rules:
                 if (rule.model or "") not in touched_models:
                     continue
                 if rule.metric in _SCORE_METRICS and not has_scores:
                     continue
-                alert = self._evaluate(rule, scope, project_id, watermark)
+                alert = self._evaluate(rule, scope, project_id, watermark, windows)
                 if alert is not None:
                     outcome.alerts.append(alert)
             outcome.anomalies = self._anomalies(tenant_id, project_id, scope, meta, watermark)
@@ -163,9 +164,19 @@ class Evaluator:
         merged.merge(self._bucket(f"{scope}|{model}|{starts[-1]}"))
         return merged
 
-    def _evaluate(self, rule: AlertRule, scope: str, project_id: str, watermark: float) -> dict[str, Any] | None:
-        window_secs = min(rule.window_secs, self.settings.max_window_secs)
-        value = metric_value(rule, self.window(scope, rule.model or "", watermark, window_secs))
+    def _evaluate(
+        self,
+        rule: AlertRule,
+        scope: str,
+        project_id: str,
+        watermark: float,
+        windows: dict[tuple[str, int], BucketAgg],
+    ) -> dict[str, Any] | None:
+        key = (rule.model or "", min(rule.window_secs, self.settings.max_window_secs))
+        window = windows.get(key)
+        if window is None:
+            window = windows[key] = self.window(scope, key[0], watermark, key[1])
+        value = metric_value(rule, window)
         if value is None or not breaches(rule.operator, value, rule.threshold):
             return None
         fired_key = f"{rule.id}|{project_id}"

@@ -87,6 +87,21 @@ def observations_from_traces(value: bytes | None) -> dict[str, dict[str, Any]]:
     return groups
 
 
+def observations_from_points(header: bytes) -> dict[str, dict[str, Any]]:
+    """``scope key → observation message`` from a record's ``POINTS_HEADER`` (the gateway's
+    summary of the record; same observations as :func:`observations_from_traces` of its value)."""
+    data = _load(header)
+    tenant_id = data.get("tenant_id")
+    groups = data.get("groups")
+    if not isinstance(tenant_id, str) or not isinstance(groups, dict):
+        raise InvalidInputError("not a points header")
+    out: dict[str, dict[str, Any]] = {}
+    for project_id, points in groups.items():
+        if project_id and isinstance(points, list) and points:
+            _message(out, tenant_id, project_id)["points"] = points
+    return out
+
+
 def observations_from_evaluations(value: bytes | None) -> dict[str, dict[str, Any]]:
     """``scope key → observation message`` for one ``trulayer.eval.results`` record.
 

@@ -24,11 +24,17 @@ import faust
 from prometheus_client import Counter
 
 from alerter.evaluator import Evaluator, Outcome
-from alerter.observations import InvalidInputError, observations_from_evaluations, observations_from_traces
+from alerter.observations import (
+    InvalidInputError,
+    observations_from_evaluations,
+    observations_from_points,
+    observations_from_traces,
+)
 from alerter.settings import AlerterSettings
 from trulayer_common import topics
 from trulayer_common.config import ConfigState
 from trulayer_common.logging import get_logger
+from trulayer_common.schemas import POINTS_HEADER
 from trulayer_common.topics import TopicSpec
 
 log = get_logger(__name__)
@@ -37,6 +43,20 @@ FIRED = Counter("trulayer_alerter_alerts_fired_total", "alert rule firings")
 ANOMALIES = Counter("trulayer_alerter_anomalies_total", "anomalies detected", ["type"])
 
 TABLES = ("buckets", "meta", "fired", "baselines")
+_MIB = 1024 * 1024
+# Observations are consumed within seconds; the state lives in the changelogs. Segments are
+# small so that retention can drop them (it never deletes the segment being written).
+OBSERVATIONS_CONFIG = {"retention.ms": str(6 * 3600 * 1000), "segment.bytes": str(64 * _MIB), "segment.ms": "600000"}
+# A table is restored at start by reading its changelog, and compaction never touches the
+# segment being written: with Kafka's default 1 GiB / 7 d segments every update of every
+# bucket was replayed (50 s of start-up after an hour of load). Small segments, compacted
+# eagerly, keep the changelog near the live state (the buckets of the longest window).
+CHANGELOG_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.bytes": str(8 * _MIB),
+    "segment.ms": "300000",
+    "min.cleanable.dirty.ratio": "0.1",
+}
 OutcomeHandler = Callable[[Outcome], Awaitable[None]]
 
 
@@ -52,11 +72,9 @@ def internal_topic_specs(settings: AlerterSettings) -> list[TopicSpec]:
     """The observations topic and the tables' changelogs, created before faust joins its group
     (a topic missing from the first assignment or the client's metadata is a crash in faust)."""
     partitions = settings.alerter_partitions
-    # Short retention: observations are consumed within seconds; the state lives in the changelogs.
-    specs = [TopicSpec(observations_topic_name(settings), partitions, {"retention.ms": str(24 * 3600 * 1000)})]
+    specs = [TopicSpec(observations_topic_name(settings), partitions, OBSERVATIONS_CONFIG)]
     specs += [
-        TopicSpec(f"{settings.alerter_app_id}-{table}-changelog", partitions, {"cleanup.policy": "compact"})
-        for table in TABLES
+        TopicSpec(f"{settings.alerter_app_id}-{table}-changelog", partitions, CHANGELOG_CONFIG) for table in TABLES
     ]
     return specs
 
@@ -102,9 +120,11 @@ def build_app(settings: AlerterSettings, config: ConfigState, on_outcome: Outcom
 
     @app.agent(traces)
     async def route_traces(stream: faust.StreamT[bytes]) -> None:
-        async for value in stream:
+        async for event in stream.events():
             try:
-                await forward(observations_from_traces(value))
+                # The gateway's summary header spares parsing the record; others are parsed.
+                header = (event.headers or {}).get(POINTS_HEADER)
+                await forward(observations_from_points(header) if header else observations_from_traces(event.value))
             except InvalidInputError as exc:
                 SKIPPED.labels(topics.TRACES).inc()
                 log.warning("trace_record_skipped", error=str(exc))

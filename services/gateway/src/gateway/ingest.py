@@ -27,8 +27,10 @@ from trulayer_common.logging import get_logger
 from trulayer_common.schemas import (
     BATCH,
     BATCH_TOO_LARGE,
+    POINTS_HEADER,
     TRACE,
     TraceRequest,
+    alert_points,
     batch_items,
     batch_too_large,
     fold_guardlayer_fields,
@@ -41,10 +43,33 @@ TRACES_DUPLICATE = Counter("trulayer_gateway_traces_duplicate_total", "re-sent t
 PRODUCE_FAILED = Counter("trulayer_gateway_produce_failed_total", "ingest requests answered 503")
 
 
-def new_id() -> str:
-    """A random (version 4) UUID as text, like ``str(uuid.uuid4())`` at under half the cost."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 4122 variant bits 10xx
+
+
+class _RandomIds:
+    """Random (version 4) UUIDs as text, from random bytes read 512 ids at a time: like
+    ``str(uuid.uuid4())`` at a fifth of the cost (one ``getrandom`` call per 512 ids)."""
+
+    _BATCH = 512
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._at = 0
+        # A forked child must not hand out the ids its parent has already buffered.
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._hex, self._at = "", 0
+
+    def __call__(self) -> str:
+        if self._at >= len(self._hex):
+            self._hex, self._at = os.urandom(16 * self._BATCH).hex(), 0
+        h = self._hex[self._at : self._at + 32]
+        self._at += 32
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+new_id = _RandomIds()
 
 
 def prepare(trace: TraceRequest, project_id: str, project_name_sent: str | None, received_at: datetime) -> None:
@@ -112,10 +137,11 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
             retention_days=retention,
         )
         key = str(fresh[0].get("id")).encode()
+        headers = [(POINTS_HEADER, alert_points(tenant_id, received_at, fresh))]
         settings = request.app[settings_key]
         try:
             await asyncio.wait_for(
-                request.app[producer_key].send_and_wait(topics.TRACES, value=value, key=key),
+                request.app[producer_key].send_and_wait(topics.TRACES, value=value, key=key, headers=headers),
                 settings.produce_timeout_seconds,
             )
         except (KafkaError, TimeoutError) as exc:

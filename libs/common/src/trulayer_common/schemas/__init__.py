@@ -1,6 +1,6 @@
 """Pydantic v2 wire shapes of API.md and the Kafka envelope."""
 
-from trulayer_common.schemas.envelope import Envelope, TraceBatchPayload, trace_envelope
+from trulayer_common.schemas.envelope import POINTS_HEADER, Envelope, TraceBatchPayload, alert_points, trace_envelope
 from trulayer_common.schemas.ingest import (
     BATCH,
     BATCH_TOO_LARGE,
@@ -21,6 +21,7 @@ __all__ = [
     "BATCH",
     "BATCH_TOO_LARGE",
     "MAX_BATCH",
+    "POINTS_HEADER",
     "TRACE",
     "BatchRequest",
     "Envelope",
@@ -29,6 +30,7 @@ __all__ = [
     "SpanRequest",
     "TraceBatchPayload",
     "TraceRequest",
+    "alert_points",
     "batch_items",
     "batch_too_large",
     "call_to_trace",
