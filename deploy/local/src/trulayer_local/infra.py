@@ -615,8 +615,11 @@ def _start_redis_locked(cfg: InfraConfig) -> None:
             str(cfg._redis_dir),
             "--daemonize",
             "no",
+            # A snapshot forks and writes the whole dataset (the dedup sets are most of it): at
+            # most every 15 min here, and at shutdown. Every minute under ingest load it took a
+            # core for seconds each time, the main source of run-to-run noise in make bench.
             "--save",
-            "60 1000",
+            "900 1",
             "--appendonly",
             "no",
             "--protected-mode",
