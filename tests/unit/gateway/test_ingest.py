@@ -57,3 +57,9 @@ def test_new_ids_do_not_repeat_across_refills_or_a_fork():
     os.close(read)
     os.close(write)
     assert child != new_id() and child not in seen
+
+
+def test_prepare_mixes_times_with_and_without_offset_as_utc():
+    trace = TRACE.validate_python({"started_at": "2026-11-22T11:00:00", "ended_at": "2026-11-22T12:00:01+01:00"})
+    prepare(trace, "p1", None, RECEIVED)
+    assert trace["latency_ms"] == 1000.0

@@ -90,9 +90,15 @@ async def _reconcile_configs(admin: AIOKafkaAdminClient, specs: list[TopicSpec])
             if error_code == 0:
                 current[name] = {entry[0]: entry[1] for entry in entries}
     stale = [s for s in specs if any(current.get(s.name, {}).get(k) != v for k, v in s.config.items())]
-    if stale:
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.config) for s in stale])
-        log.info("topic_configs_updated", topics=[s.name for s in stale])
+    if not stale:
+        return
+    answers = await admin.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.config) for s in stale]
+    )
+    failed = {res[3]: res[1] for answer in answers for res in answer.resources if res[0] != 0}
+    if failed:  # not fatal: the topic works with its old configs
+        log.warning("topic_configs_not_updated", errors=failed)
+    log.info("topic_configs_updated", topics=[s.name for s in stale if s.name not in failed])
 
 
 async def wait_for_kafka(settings: ServiceSettings, timeout: float = 30.0) -> None:

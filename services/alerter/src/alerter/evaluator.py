@@ -28,6 +28,8 @@ from trulayer_common.config.entities import AlertRule
 
 Store = MutableMapping[str, Any]
 _SCORE_METRICS = ("hallucination_score", "eval_score")
+_MAX_DECODED = 200_000  # decoded buckets kept (a 1 h window of one scope is 720)
+_MAX_WINDOWS = 20_000  # merged window prefixes kept (one per scope × model × window length)
 
 
 @dataclass
@@ -60,10 +62,15 @@ class Evaluator:
         self.baselines = baselines
         # Decoding and merging stored buckets is the evaluator's main cost; both are memoised
         # on the identity of the stored values (a bucket is only ever replaced, never mutated).
+        # Entries of projects gone quiet (or of partitions moved to another replica) are never
+        # looked up again: past a bound both caches are simply dropped and rebuilt on demand.
         self._decoded: dict[str, tuple[Any, BucketAgg]] = {}
         self._closed: dict[tuple[str, str, int], tuple[int, list[Any], BucketAgg]] = {}
 
     def process(self, message: dict[str, Any]) -> Outcome:
+        if len(self._decoded) > _MAX_DECODED or len(self._closed) > _MAX_WINDOWS:
+            self._decoded.clear()
+            self._closed.clear()
         tenant_id: str = message["tenant_id"]
         project_id: str = message["project_id"]
         scope = f"{tenant_id}|{project_id}"

@@ -72,6 +72,10 @@ class _RandomIds:
 new_id = _RandomIds()
 
 
+def _as_utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def prepare(trace: TraceRequest, project_id: str, project_name_sent: str | None, received_at: datetime) -> None:
     """Fill what the client left out, so the record is complete and replayable as is."""
     if trace.get("id") is None:
@@ -87,7 +91,9 @@ def prepare(trace: TraceRequest, project_id: str, project_name_sent: str | None,
             started = ended - timedelta(milliseconds=latency)
         trace["started_at"] = started
     if latency is None and ended is not None:
-        trace["latency_ms"] = max((ended - started).total_seconds() * 1000.0, 0.0)
+        # A time sent without an offset is UTC (as in the Kafka record): never mix the two kinds.
+        elapsed = _as_utc(ended) - _as_utc(started)
+        trace["latency_ms"] = max(elapsed.total_seconds() * 1000.0, 0.0)
     for span in trace.get("spans") or ():
         if span.get("id") is None:
             span["id"] = new_id()
