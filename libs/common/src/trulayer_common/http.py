@@ -134,17 +134,16 @@ def validation_error(exc: ValidationError) -> ApiError:
 
 
 async def read_json_model(request: web.Request, model: type[M], max_bytes: int) -> M:
-    body = await read_body(request, max_bytes)
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        raise validation_error(exc) from None
+    return _validated(await read_body(request, max_bytes), model.model_validate_json)
 
 
 async def read_json(request: web.Request, adapter: TypeAdapter[T], max_bytes: int) -> T:
     """:func:`read_json_model` for a TypedDict (or any type) behind a TypeAdapter."""
-    body = await read_body(request, max_bytes)
+    return _validated(await read_body(request, max_bytes), adapter.validate_json)
+
+
+def _validated(body: bytes, validate: Callable[[bytes], T]) -> T:
     try:
-        return adapter.validate_json(body)
+        return validate(body)
     except ValidationError as exc:
         raise validation_error(exc) from None

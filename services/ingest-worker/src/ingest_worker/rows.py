@@ -96,6 +96,15 @@ def _trace_rows(tenant_id: str, created: str, trace: dict[str, Any], retention_d
     trace["span_count"] = len(spans)
     trace["retention_days"] = retention_days
     out.traces.append(trace)
+    # The columns a span or event row takes from its trace.
+    inherited = {
+        "tenant_id": tenant_id,
+        "project_id": project_id,
+        "trace_id": trace_id,
+        "trace_started_at": started,
+        "created_at": created,
+        "retention_days": retention_days,
+    }
     for span in spans:
         _required(span, "id", f"span of trace {trace_id}")
         kind = span.get("type")
@@ -103,12 +112,7 @@ def _trace_rows(tenant_id: str, created: str, trace: dict[str, Any], retention_d
             span["type"] = SPAN_TYPES.get(kind or "other", "other")
         if not span.get("metadata"):
             span["metadata"] = "{}"
-        span["tenant_id"] = tenant_id
-        span["project_id"] = project_id
-        span["trace_id"] = trace_id
-        span["trace_started_at"] = started
-        span["created_at"] = created
-        span["retention_days"] = retention_days
+        span.update(inherited)
         out.spans.append(span)
     for event in events:
         _required(event, "id", f"event of trace {trace_id}")
@@ -119,12 +123,7 @@ def _trace_rows(tenant_id: str, created: str, trace: dict[str, Any], retention_d
             event["metadata"] = "{}"
         if not event.get("timestamp"):
             event["timestamp"] = started
-        event["tenant_id"] = tenant_id
-        event["project_id"] = project_id
-        event["trace_id"] = trace_id
-        event["trace_started_at"] = started
-        event["created_at"] = created
-        event["retention_days"] = retention_days
+        event.update(inherited)
         out.events.append(event)
 
 
