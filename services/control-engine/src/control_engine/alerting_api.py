@@ -22,12 +22,12 @@ from aiohttp import web
 from pydantic import AliasChoices, AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from control_engine.requests import principal_of
-from control_engine.resources import clickhouse_key, reader_key, settings_key, tenant_writes_key
+from control_engine.resources import clickhouse_key, reader_key, settings_key, tenant_write
 from control_engine.tenants import new_id
 from trulayer_common.config import ConfigState
 from trulayer_common.config.entities import AlertMetric, AlertOperator, AlertRule, AlertSeverity, Webhook
 from trulayer_common.errors import ApiError, bad_request, forbidden, not_found, unavailable
-from trulayer_common.http import get_request_id, json_response, read_json_model
+from trulayer_common.http import json_response, read_json_model
 from trulayer_common.webhook_signature import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -184,9 +184,7 @@ async def create_rule(request: web.Request) -> web.Response:
     principal = principal_of(request)
     principal.require_role("member")
     body = await read_json_model(request, RuleCreate, request.app[settings_key].max_body_bytes)
-    async with request.app[tenant_writes_key].write(
-        principal.tenant_id, principal.actor, get_request_id(request)
-    ) as tx:
+    async with tenant_write(request, principal) as tx:
         if len(tx.state.alert_rules_of(principal.tenant_id)) >= MAX_RULES_PER_TENANT:
             raise ApiError(409, f"At most {MAX_RULES_PER_TENANT} alert rules per tenant", "limit_reached")
         fields = body.model_dump(exclude_none=True)
@@ -200,9 +198,7 @@ async def update_rule(request: web.Request) -> web.Response:
     principal = principal_of(request)
     principal.require_role("member")
     body = await read_json_model(request, _RuleFields, request.app[settings_key].max_body_bytes)
-    async with request.app[tenant_writes_key].write(
-        principal.tenant_id, principal.actor, get_request_id(request)
-    ) as tx:
+    async with tenant_write(request, principal) as tx:
         rule = _rule_of(tx.state, principal.tenant_id, request.match_info["rule_id"])
         # Fields sent as null clear the optional scopes; absent fields stay as they are.
         changes = {k: getattr(body, k) for k in body.model_fields_set}
@@ -219,9 +215,7 @@ async def update_rule(request: web.Request) -> web.Response:
 async def delete_rule(request: web.Request) -> web.Response:
     principal = principal_of(request)
     principal.require_role("member")
-    async with request.app[tenant_writes_key].write(
-        principal.tenant_id, principal.actor, get_request_id(request)
-    ) as tx:
+    async with tenant_write(request, principal) as tx:
         rule = _rule_of(tx.state, principal.tenant_id, request.match_info["rule_id"])
         await tx.commit(rule.model_copy(update={"deleted_at": datetime.now(UTC)}), "alert_rule.delete")
     return json_response({"message": "Alert rule deleted.", "id": rule.id})
@@ -259,9 +253,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     principal = principal_of(request)
     principal.require_role("member")
     body = await read_json_model(request, WebhookCreate, request.app[settings_key].max_body_bytes)
-    async with request.app[tenant_writes_key].write(
-        principal.tenant_id, principal.actor, get_request_id(request)
-    ) as tx:
+    async with tenant_write(request, principal) as tx:
         if len(tx.state.webhooks_of(principal.tenant_id)) >= MAX_WEBHOOKS_PER_TENANT:
             raise ApiError(409, f"At most {MAX_WEBHOOKS_PER_TENANT} webhooks per tenant", "limit_reached")
         hook = Webhook(
@@ -281,9 +273,7 @@ async def create_webhook(request: web.Request) -> web.Response:
 async def delete_webhook(request: web.Request) -> web.Response:
     principal = principal_of(request)
     principal.require_role("member")
-    async with request.app[tenant_writes_key].write(
-        principal.tenant_id, principal.actor, get_request_id(request)
-    ) as tx:
+    async with tenant_write(request, principal) as tx:
         hook = _webhook_of(tx.state, principal.tenant_id, request.match_info["webhook_id"])
         await tx.commit(hook.model_copy(update={"deleted_at": datetime.now(UTC)}), "webhook.delete")
     return json_response({"message": "Webhook deleted.", "id": hook.id})

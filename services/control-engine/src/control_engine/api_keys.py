@@ -18,12 +18,12 @@ from redis.exceptions import RedisError
 
 from control_engine.projects import project_of, tenant_of
 from control_engine.requests import principal_of
-from control_engine.resources import reader_key, redis_key, settings_key, tenant_writes_key
+from control_engine.resources import reader_key, redis_key, settings_key, tenant_write
 from control_engine.tenants import generate_api_key, new_id
 from trulayer_common.config import ApiKey
 from trulayer_common.config.key_usage import last_uses
 from trulayer_common.errors import ApiError, forbidden, not_found
-from trulayer_common.http import get_request_id, json_response, read_json_model
+from trulayer_common.http import json_response, read_json_model
 from trulayer_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -83,9 +83,7 @@ async def create_key(request: web.Request) -> web.Response:
     body = await read_json_model(request, ApiKeyCreate, request.app[settings_key].max_body_bytes)
     if "owner" in body.scopes:
         principal.require_role("owner")
-    async with request.app[tenant_writes_key].write(
-        principal.tenant_id, principal.actor, get_request_id(request)
-    ) as tx:
+    async with tenant_write(request, principal) as tx:
         tenant = tenant_of(tx.state, principal)
         if body.project_id is not None:
             project = project_of(tx.state, principal, body.project_id)
@@ -113,9 +111,7 @@ async def create_key(request: web.Request) -> web.Response:
 async def revoke_key(request: web.Request) -> web.Response:
     principal = principal_of(request)
     principal.require_role("owner")
-    async with request.app[tenant_writes_key].write(
-        principal.tenant_id, principal.actor, get_request_id(request)
-    ) as tx:
+    async with tenant_write(request, principal) as tx:
         key = _key_of(request, request.match_info["key_id"])
         if key.revoked_at is None:
             key = key.model_copy(update={"revoked_at": datetime.now(UTC)})
@@ -127,9 +123,7 @@ async def revoke_key(request: web.Request) -> web.Response:
 async def rotate_key(request: web.Request) -> web.Response:
     principal = principal_of(request)
     principal.require_role("owner")
-    async with request.app[tenant_writes_key].write(
-        principal.tenant_id, principal.actor, get_request_id(request)
-    ) as tx:
+    async with tenant_write(request, principal) as tx:
         key = _key_of(request, request.match_info["key_id"])
         if key.revoked_at is not None:
             raise ApiError(409, "A revoked key cannot be rotated", "conflict")

@@ -16,12 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from control_engine.plan_gate import require_feature
 from control_engine.requests import ControlPrincipal, principal_of
-from control_engine.resources import reader_key, settings_key, tenant_writes_key
+from control_engine.resources import reader_key, settings_key, tenant_write
 from control_engine.tenants import new_id
 from trulayer_common.config import ConfigState, Project, Tenant
 from trulayer_common.config.plans import FEATURE_RETENTION_OVERRIDE
 from trulayer_common.errors import ApiError, forbidden, not_found
-from trulayer_common.http import get_request_id, json_response, read_json_model
+from trulayer_common.http import json_response, read_json_model
 
 routes = web.RouteTableDef()
 
@@ -92,9 +92,7 @@ async def create_project(request: web.Request) -> web.Response:
     principal.require_role("member")
     settings = request.app[settings_key]
     body = await read_json_model(request, ProjectCreate, settings.max_body_bytes)
-    async with request.app[tenant_writes_key].write(
-        principal.tenant_id, principal.actor, get_request_id(request)
-    ) as tx:
+    async with tenant_write(request, principal) as tx:
         tenant = tenant_of(tx.state, principal)
         if body.retention_days_override is not None:
             require_feature(settings.plans, tenant, FEATURE_RETENTION_OVERRIDE, "Per-project retention")
@@ -117,9 +115,7 @@ async def patch_project(request: web.Request) -> web.Response:
     settings = request.app[settings_key]
     body = await read_json_model(request, ProjectPatch, settings.max_body_bytes)
     changes: dict[str, Any] = {}
-    async with request.app[tenant_writes_key].write(
-        principal.tenant_id, principal.actor, get_request_id(request)
-    ) as tx:
+    async with tenant_write(request, principal) as tx:
         tenant = tenant_of(tx.state, principal)
         project = project_of(tx.state, principal, request.match_info["project_id"])
         if body.name is not None and body.name != project.name:
@@ -139,9 +135,7 @@ async def patch_project(request: web.Request) -> web.Response:
 async def archive_project(request: web.Request) -> web.Response:
     principal = principal_of(request)
     principal.require_role("owner")
-    async with request.app[tenant_writes_key].write(
-        principal.tenant_id, principal.actor, get_request_id(request)
-    ) as tx:
+    async with tenant_write(request, principal) as tx:
         project = project_of(tx.state, principal, request.match_info["project_id"])
         if not project.archived:
             active = [p for p in tx.state.projects_of(principal.tenant_id) if not p.archived]
@@ -160,9 +154,7 @@ async def archive_project(request: web.Request) -> web.Response:
 async def unarchive_project(request: web.Request) -> web.Response:
     principal = principal_of(request)
     principal.require_role("member")
-    async with request.app[tenant_writes_key].write(
-        principal.tenant_id, principal.actor, get_request_id(request)
-    ) as tx:
+    async with tenant_write(request, principal) as tx:
         project = project_of(tx.state, principal, request.match_info["project_id"])
         if project.archived:
             project = project.model_copy(update={"archived": False})

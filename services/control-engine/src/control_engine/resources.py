@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
+
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from control_engine.audit import AuditLog
 from control_engine.config_log import ConfigLogWriter
+from control_engine.requests import ControlPrincipal
 from control_engine.settings import ControlEngineSettings
-from control_engine.tenant_writes import TenantWrites
+from control_engine.tenant_writes import TenantWrite, TenantWrites
 from trulayer_common.clickhouse import ClickHouse
 from trulayer_common.config import ConfigLogReader
+from trulayer_common.http import get_request_id
 
 settings_key = web.AppKey("settings", ControlEngineSettings)
 producer_key = web.AppKey("producer", AIOKafkaProducer)
@@ -21,3 +25,9 @@ redis_key = web.AppKey("redis", Redis)
 clickhouse_key = web.AppKey("clickhouse", ClickHouse)
 audit_key = web.AppKey("audit", AuditLog)
 tenant_writes_key = web.AppKey("tenant_writes", TenantWrites)
+
+
+def tenant_write(request: web.Request, principal: ControlPrincipal) -> AbstractAsyncContextManager[TenantWrite]:
+    """The principal's tenant write for this request: its lock held, on a caught-up state, audited
+    under the principal and the request id."""
+    return request.app[tenant_writes_key].write(principal.tenant_id, principal.actor, get_request_id(request))
