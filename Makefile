@@ -13,12 +13,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROJECTS := pyproject.toml uv.lock $(wildcard libs/*/pyproject.toml services/*/pyproject.toml deploy/local/pyproject.toml)
 
-# The test session's own ports and throw-away data (never the dev stack's).
+# The test session's own ports and throw-away data (never the dev stack's). Two checkouts on
+# one machine run their suites side by side with different ports: `make test TEST_PORT_SHIFT=100`.
+TEST_PORT_SHIFT ?= 0
+TEST_KAFKA_PORT := $(shell echo $$((39092 + $(TEST_PORT_SHIFT))))
+TEST_KAFKA_CONTROLLER_PORT := $(shell echo $$((39093 + $(TEST_PORT_SHIFT))))
+TEST_REDIS_PORT := $(shell echo $$((36379 + $(TEST_PORT_SHIFT))))
 TEST_DATA := .trulayer/test
-TEST_ENV := TRULAYER_DATA_DIR=$(TEST_DATA) TRULAYER_KAFKA_PORT=39092 TRULAYER_KAFKA_CONTROLLER_PORT=39093 \
-            TRULAYER_REDIS_PORT=36379
-INFRA_TEST := $(BIN)/python -m trulayer_local.infra --data-dir $(TEST_DATA) --kafka-port 39092 \
-              --kafka-controller-port 39093 --redis-port 36379
+TEST_ENV := TRULAYER_DATA_DIR=$(TEST_DATA) TRULAYER_KAFKA_PORT=$(TEST_KAFKA_PORT) \
+            TRULAYER_KAFKA_CONTROLLER_PORT=$(TEST_KAFKA_CONTROLLER_PORT) TRULAYER_REDIS_PORT=$(TEST_REDIS_PORT)
+INFRA_TEST := $(BIN)/python -m trulayer_local.infra --data-dir $(TEST_DATA) --kafka-port $(TEST_KAFKA_PORT) \
+              --kafka-controller-port $(TEST_KAFKA_CONTROLLER_PORT) --redis-port $(TEST_REDIS_PORT)
 
 .PHONY: help install up down test test-unit check lint fmt bench clean
 

@@ -1,24 +1,67 @@
-"""``/healthz`` (liveness), ``/readyz`` (dependencies) and ``/metrics`` (Prometheus) routes."""
+"""``/healthz`` (liveness), ``/readyz`` (readiness) and ``/metrics`` (Prometheus) routes.
+
+* **Readiness** (``/readyz``): can this instance do its work right now? Each check is an async
+  callable returning ``True`` when its dependency is usable (broker acknowledges, Redis and
+  ClickHouse answer, the config log is caught up). Not ready → 503: a load balancer stops
+  sending traffic, nothing is restarted.
+* **Liveness** (``/healthz``): is this process still doing its job at all? Each check is a
+  plain callable returning ``None`` while alive, or the reason it is dead (a consumer loop or
+  stream agent that died for good). Dead → 503 with the reasons, so Kubernetes restarts the
+  process; in the local one-process stack, :func:`dead_checks` is what the stack watches to
+  exit non-zero. Liveness never depends on other services: a broker outage makes a service
+  unready, not dead.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+LivenessCheck = Callable[[], str | None]
 readiness_checks = web.AppKey("readiness_checks", dict[str, ReadinessCheck])
+liveness_checks = web.AppKey("liveness_checks", dict[str, LivenessCheck])
 
 
-async def healthz(_: web.Request) -> web.Response:
+def task_liveness(get_task: Callable[[], asyncio.Future[Any] | None]) -> LivenessCheck:
+    """A liveness check for a long-running task: dead once it ended with an exception (a task not
+    started yet, still running, or stopped cleanly/cancelled on shutdown counts as alive)."""
+
+    def check() -> str | None:
+        task = get_task()
+        if task is None or not task.done() or task.cancelled():
+            return None
+        exc = task.exception()
+        return None if exc is None else f"{type(exc).__name__}: {exc}"[:500]
+
+    return check
+
+
+def dead_checks(app: web.Application) -> dict[str, str]:
+    """``name → reason`` for every failing liveness check of ``app`` (empty while alive)."""
+    dead: dict[str, str] = {}
+    for name, check in app.get(liveness_checks, {}).items():
+        reason = check()
+        if reason is not None:
+            dead[name] = reason
+    return dead
+
+
+async def healthz(request: web.Request) -> web.Response:
+    dead = dead_checks(request.app)
+    if dead:
+        return web.json_response({"status": "dead", "checks": dead}, status=503)
     return web.json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
     checks = request.app.get(readiness_checks, {})
     results = {name: await check() for name, check in checks.items()}
-    ok = all(results.values())
+    ok = all(results.values()) and not dead_checks(request.app)
     return web.json_response({"status": "ready" if ok else "not_ready", "checks": results}, status=200 if ok else 503)
 
 
@@ -31,8 +74,14 @@ def metrics_handler(
     return metrics
 
 
-def add_health_routes(app: web.Application, checks: dict[str, ReadinessCheck]) -> None:
+def add_health_routes(
+    app: web.Application,
+    checks: dict[str, ReadinessCheck],
+    liveness: dict[str, LivenessCheck] | None = None,
+) -> None:
+    """Register the three routes; ``checks`` decide readiness, ``liveness`` decides liveness."""
     app[readiness_checks] = checks
+    app[liveness_checks] = dict(liveness or {})
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler())
