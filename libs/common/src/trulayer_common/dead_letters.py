@@ -1,9 +1,10 @@
 """Dead letters, bounded (arroyo's ``dlq.py`` shape).
 
-A record that cannot be turned into rows is produced to ``trulayer.dlq`` unchanged, with the
-error and its origin in headers, so a replay only has to produce the value back. More than
-``limit`` dead letters in a minute means something is wrong upstream (a bad deploy): the
-worker stops rather than quietly shovelling the whole stream into the DLQ.
+A record a consumer cannot use is produced to ``trulayer.dlq`` unchanged, with the error and
+its origin in the headers of ``topics.dlq``, so a replay only has to produce the value back.
+More than ``limit_per_minute`` dead letters in a minute means something is wrong upstream (a
+bad deploy): :meth:`DeadLetterQueue.send` raises :class:`DeadLetterFloodError` instead of
+quietly shovelling the whole stream into the DLQ, and the consumer stops.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter
 
-from trulayer_common import topics
 from trulayer_common.logging import get_logger
+from trulayer_common.topics import dlq
 
 log = get_logger(__name__)
-DEAD_LETTERS = Counter("trulayer_ingest_dead_letters_total", "records sent to the dead-letter topic")
+DEAD_LETTERS = Counter("trulayer_dead_letters_total", "records sent to the dead-letter topic", ["consumer"])
 
 
 class DeadLetterFloodError(RuntimeError):
@@ -27,28 +28,26 @@ class DeadLetterFloodError(RuntimeError):
 
 
 class DeadLetterQueue:
-    def __init__(self, producer: AIOKafkaProducer, limit_per_minute: int) -> None:
+    def __init__(self, producer: AIOKafkaProducer, limit_per_minute: int, consumer: str) -> None:
         self._producer = producer
         self._limit = limit_per_minute
+        self._consumer = consumer
         self._recent: deque[float] = deque()
 
     async def send(self, record: ConsumerRecord[bytes, bytes], error: str) -> None:
+        """Produce ``record`` to the DLQ (acknowledged) or raise :class:`DeadLetterFloodError`."""
         now = time.monotonic()
         while self._recent and now - self._recent[0] > 60.0:
             self._recent.popleft()
         if len(self._recent) >= self._limit:
             raise DeadLetterFloodError(f"more than {self._limit} dead letters in a minute; last error: {error}")
         self._recent.append(now)
-        headers = [
-            ("error", error[:4000].encode()),
-            ("source_topic", record.topic.encode()),
-            ("source_partition", str(record.partition).encode()),
-            ("source_offset", str(record.offset).encode()),
-        ]
-        await self._producer.send_and_wait(topics.DLQ, value=record.value, key=record.key, headers=headers)
-        DEAD_LETTERS.inc()
+        headers = dlq.encode_headers(dlq.DeadLetter(error, record.topic, record.partition, record.offset))
+        await self._producer.send_and_wait(dlq.TOPIC, value=record.value, key=record.key, headers=headers)
+        DEAD_LETTERS.labels(self._consumer).inc()
         log.warning(
             "dead_letter",
+            consumer=self._consumer,
             error=error[:500],
             topic=record.topic,
             partition=record.partition,
