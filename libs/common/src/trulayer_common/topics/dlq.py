@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+from typing_extensions import TypedDict
 
 from trulayer_common.topics import DLQ
 from trulayer_common.topics.envelope import InvalidRecordError
@@ -22,6 +26,18 @@ SOURCE_TOPIC = "source_topic"
 SOURCE_PARTITION = "source_partition"
 SOURCE_OFFSET = "source_offset"
 MAX_ERROR_CHARS = 4000
+
+
+_Number = Annotated[str, Field(pattern=r"^[0-9]+$")]
+
+
+class DeadLetterHeaders(TypedDict):
+    """The headers of a dead letter, as UTF-8 text (the published schema of this topic)."""
+
+    error: Annotated[str, Field(max_length=MAX_ERROR_CHARS, description="why the record could not be used")]
+    source_topic: str
+    source_partition: _Number
+    source_offset: _Number
 
 
 @dataclass(frozen=True)
