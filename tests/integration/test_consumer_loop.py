@@ -179,3 +179,49 @@ async def test_a_dead_writer_loop_turns_the_worker_liveness_red(http: aiohttp.Cl
             assert resp.status == 503
     finally:
         await runner.cleanup()
+
+
+class _CountingSink(TableSink):
+    """The real ClickHouse sink, remembering how many items each write carried."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.writes: list[int] = []
+
+    async def write(self, items: Any) -> None:
+        await super().write(items)
+        self.writes.append(len(items))
+
+
+async def test_batches_respect_the_size_bound_within_one_fetch(harness: Harness) -> None:
+    """A backlog arrives as large fetches; a batch still holds at most ``max_size`` items, and
+    every written record is committed."""
+    topic, table = await _fresh_topic_and_table(harness)
+    await _produce(harness, topic, 400)
+    group = f"tests-size-{uuid.uuid4().hex[:8]}"
+    sink = _CountingSink(harness.clickhouse)
+
+    def transform(record: Record) -> TableRows:
+        return {
+            table: [
+                {"id": f"{record.partition}-{record.offset}", "partition": record.partition, "offset": record.offset}
+            ]
+        }
+
+    loop = BatchingConsumer(
+        harness.base,
+        name="size",
+        topic=topic,
+        group_id=group,
+        transform=transform,
+        sink=sink,
+        policy=BatchPolicy(max_size=25, max_wait_ms=600_000),
+    )
+    await loop.start()
+    try:
+        await eventually(lambda: _value(sum(sink.writes) >= 400), timeout=30)
+    finally:
+        await loop.stop()
+    print(f"batch sizes: {sorted(set(sink.writes))}, writes: {len(sink.writes)}")
+    assert sum(sink.writes) == 400 and max(sink.writes) <= 25
+    assert await _committed(group, topic) == dict.fromkeys(range(PARTITIONS), 100)

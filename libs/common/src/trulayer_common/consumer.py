@@ -3,8 +3,9 @@
 A writer is a topic, a consumer group, a pure ``transform(record) -> item`` and a :class:`Sink`
 (``clickhouse.table_sink.TableSink`` for tables). The loop guarantees:
 
-* **Batching** by size (``Sink.size`` of the pending items, ``BatchPolicy.max_size``) and time
-  (``max_wait_ms`` after the first pending record).
+* **Batching** by size (``Sink.size`` of the pending items, ``BatchPolicy.max_size``, checked
+  after every record) and time (``max_wait_ms`` after the first pending record, checked after
+  every fetch).
 * **Commit after write**: offset+1 of each partition's last record is committed only once the
   batch is written. A crash in between redelivers the batch; storage is keyed by ids.
 * **Bounded retries**: a failed write is retried with exponential backoff (capped). While the
@@ -215,6 +216,8 @@ class BatchingConsumer(Generic[T]):
             self._offsets[tp] = self._positions[tp] = record.offset + 1
             if self._first_pending_at is None:
                 self._first_pending_at = time.monotonic()
+            if self._pending_size >= self.policy.max_size:  # a backlog's fetch can be far larger
+                await self.flush()
             # One record can be ~1 ms of work: let the loop's other tasks (the gateway's requests
             # in the local stack) in between, not after a whole fetch.
             await asyncio.sleep(0)

@@ -9,10 +9,12 @@ quietly shovelling the whole stream into the DLQ, and the consumer stops.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter
 
@@ -35,7 +37,8 @@ class DeadLetterQueue:
         self._recent: deque[float] = deque()
 
     async def send(self, record: ConsumerRecord[bytes, bytes], error: str) -> None:
-        """Produce ``record`` to the DLQ (acknowledged) or raise :class:`DeadLetterFloodError`."""
+        """Produce ``record`` to the DLQ and return once it is acknowledged (retrying while the
+        broker is away), or raise :class:`DeadLetterFloodError`."""
         now = time.monotonic()
         while self._recent and now - self._recent[0] > 60.0:
             self._recent.popleft()
@@ -43,7 +46,16 @@ class DeadLetterQueue:
             raise DeadLetterFloodError(f"more than {self._limit} dead letters in a minute; last error: {error}")
         self._recent.append(now)
         headers = dlq.encode_headers(dlq.DeadLetter(error, record.topic, record.partition, record.offset))
-        await self._producer.send_and_wait(dlq.TOPIC, value=record.value, key=record.key, headers=headers)
+        attempt = 0
+        while True:
+            try:
+                await self._producer.send_and_wait(dlq.TOPIC, value=record.value, key=record.key, headers=headers)
+                break
+            except KafkaError as exc:  # the broker is away: that is not the record's fault, wait
+                attempt += 1
+                delay = min(0.2 * 2**attempt, 10.0)
+                log.error("dead_letter_send_failed", consumer=self._consumer, error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
         DEAD_LETTERS.labels(self._consumer).inc()
         log.warning(
             "dead_letter",

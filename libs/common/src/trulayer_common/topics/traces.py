@@ -142,16 +142,39 @@ def _text(obj: dict[str, Any], field: str, where: str) -> None:
         raise InvalidRecordError(f"{where} without {field}: not produced by the gateway")
 
 
-def _items(trace: dict[str, Any], field: str, where: str) -> None:
-    items = trace.get(field)
-    if items is None:
-        return
-    if not isinstance(items, list):
-        raise InvalidRecordError(f"malformed trace {trace['id']}: {field} is not an array")
+def _has_ids(items: Any) -> bool:
+    """Whether ``items`` is a list of objects with an id (the common case, checked inline)."""
+    if type(items) is not list:
+        return False
     for item in items:
-        if not isinstance(item, dict):
-            raise InvalidRecordError(f"malformed trace {trace['id']}: an item of {field} is not an object")
-        _text(item, "id", where)
+        if type(item) is not dict:
+            return False
+        item_id = item.get("id")
+        if type(item_id) is not str or not item_id:
+            return False
+    return True
+
+
+def _trace_problem(trace: Any) -> InvalidRecordError:
+    """The reason a trace failed the inline check (the slow path: only for bad records)."""
+    if not isinstance(trace, dict):
+        return InvalidRecordError("malformed trace: not an object")
+    try:
+        for field in ("id", "project_id", "started_at"):
+            _text(trace, field, "trace")
+        for field, what in (("spans", "span"), ("events", "event")):
+            items = trace.get(field)
+            if items is None:
+                continue
+            if not isinstance(items, list):
+                return InvalidRecordError(f"malformed trace {trace['id']}: {field} is not an array")
+            for item in items:
+                if not isinstance(item, dict):
+                    return InvalidRecordError(f"malformed trace {trace['id']}: an item of {field} is not an object")
+                _text(item, "id", f"{what} of trace {trace['id']}")
+    except InvalidRecordError as exc:
+        return exc
+    return InvalidRecordError("malformed trace")
 
 
 def decode(value: bytes | None) -> TraceEnvelope:
@@ -180,16 +203,22 @@ def decode(value: bytes | None) -> TraceEnvelope:
     retention = envelope.setdefault("retention_days", {})
     if not isinstance(retention, dict):
         raise InvalidRecordError("not a trace envelope: retention_days is not an object")
+    # The hot path: inline type checks, no call per trace; a failure is explained by the slow path.
     for trace in traces:
-        if not isinstance(trace, dict):
-            raise InvalidRecordError("malformed trace: not an object")
-        _text(trace, "id", "trace")
-        _text(trace, "project_id", "trace")
-        _text(trace, "started_at", "trace")
-        if "spans" in trace:
-            _items(trace, "spans", f"span of trace {trace['id']}")
-        if "events" in trace:
-            _items(trace, "events", f"event of trace {trace['id']}")
+        if (
+            type(trace) is not dict
+            or type(trace.get("id")) is not str
+            or not trace["id"]
+            or type(trace.get("project_id")) is not str
+            or not trace["project_id"]
+            or type(trace.get("started_at")) is not str
+            or not trace["started_at"]
+        ):
+            raise _trace_problem(trace)
+        spans = trace.get("spans")
+        events = trace.get("events")
+        if (spans is not None and not _has_ids(spans)) or (events is not None and not _has_ids(events)):
+            raise _trace_problem(trace)
     return cast(TraceEnvelope, envelope)  # its shape is checked above
 
 
