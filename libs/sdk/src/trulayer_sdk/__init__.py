@@ -1,1 +1,9 @@
-"""TruLayer Python SDK. Not implemented yet: see the SDK issue."""
+"""TruLayer Python SDK.
+
+Policies (fail closed): :class:`PolicyClient` decides locally from the tenant's cached policy
+bundle (:mod:`trulayer_sdk.policy`).
+"""
+
+from trulayer_sdk.policy import Decision, PolicyBlockedError, PolicyClient
+
+__all__ = ["Decision", "PolicyBlockedError", "PolicyClient"]
