@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trulayer_common.config.control_entities import KillSwitch, ModelRoute, Policy, SafeDefault
+
 Plan = Literal["starter", "pro", "enterprise"]
 
 
@@ -122,7 +124,10 @@ class Webhook(_Entity):
     deleted_at: datetime | None = None
 
 
-Entity = Annotated[Tenant | Project | ApiKey | AlertRule | Webhook, Field(discriminator="kind")]
+Entity = Annotated[
+    Tenant | Project | ApiKey | AlertRule | Webhook | Policy | ModelRoute | KillSwitch | SafeDefault,
+    Field(discriminator="kind"),
+]
 
 
 class ConfigRecord(BaseModel):

@@ -1,7 +1,10 @@
-"""In-memory materialisation of the config log: tenants, projects and API keys by hash."""
+"""In-memory materialisation of the config log: tenants, projects and API keys by hash; the
+control entities per tenant in :attr:`ConfigState.control`."""
 
 from __future__ import annotations
 
+from trulayer_common.config.control import ControlConfig
+from trulayer_common.config.control_entities import CONTROL_KINDS, KillSwitch, ModelRoute, Policy, SafeDefault
 from trulayer_common.config.entities import AlertRule, ApiKey, ConfigRecord, Project, Tenant, Webhook
 
 
@@ -16,6 +19,7 @@ class ConfigState:
         self._projects_by_name: dict[tuple[str, str], Project] = {}
         self.alert_rules: dict[str, AlertRule] = {}
         self.webhooks: dict[str, Webhook] = {}
+        self.control = ControlConfig()
         self.records_applied = 0
 
     def apply(self, record: ConfigRecord) -> None:
@@ -37,6 +41,8 @@ class ConfigState:
             self._keys_by_hash[entity.key_hash] = entity
         elif isinstance(entity, AlertRule | Webhook):
             self._apply_alerting(entity)
+        elif isinstance(entity, Policy | ModelRoute | KillSwitch | SafeDefault):
+            self.control.apply(entity, record.at)
         self.records_applied += 1
 
     def delete(self, key: str) -> None:
@@ -56,6 +62,8 @@ class ConfigState:
             key_obj = self.api_keys.pop(entity_id, None)
             if key_obj is not None:
                 self._keys_by_hash.pop(key_obj.key_hash, None)
+        elif kind in CONTROL_KINDS:
+            self.control.delete(kind, entity_id)
 
     def _apply_alerting(self, entity: AlertRule | Webhook) -> None:
         """Soft-deleted rules and webhooks leave the state (their record stays on the log)."""
