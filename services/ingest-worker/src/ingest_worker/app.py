@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ingest_worker.settings import IngestWorkerSettings
-from ingest_worker.writers import TableWriter, alerts_writer, trace_writer
+from ingest_worker.writers import TableWriter, alerts_writer, decisions_writer, trace_writer
 from trulayer_common.clickhouse import ClickHouse, clickhouse_for
 from trulayer_common.health import LivenessCheck, add_health_routes, task_liveness
 
 settings_key = web.AppKey("settings", IngestWorkerSettings)
 trace_writer_key = web.AppKey("trace_writer", TableWriter)
 alerts_writer_key = web.AppKey("alerts_writer", TableWriter)
+decisions_writer_key = web.AppKey("decisions_writer", TableWriter)
 
 
 def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None = None) -> web.Application:
@@ -29,12 +30,18 @@ def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None 
         async with clickhouse_for(settings.clickhouse_url, settings.clickhouse_database, clickhouse) as ch:
             traces = trace_writer(settings, ch)
             alerts = alerts_writer(settings, ch)
+            decisions = decisions_writer(settings, ch)
             await traces.start()
             app[trace_writer_key] = traces
             try:
                 await alerts.start()
                 app[alerts_writer_key] = alerts
-                yield
+                try:
+                    await decisions.start()
+                    app[decisions_writer_key] = decisions
+                    yield
+                finally:
+                    await decisions.stop()
             finally:
                 await alerts.stop()
                 await traces.stop()
@@ -43,13 +50,17 @@ def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None 
         return task_liveness(lambda: writer.task if (writer := app.get(key)) is not None else None)
 
     async def writers_ready() -> bool:
-        writers = [app.get(key) for key in (trace_writer_key, alerts_writer_key)]
+        writers = [app.get(key) for key in (trace_writer_key, alerts_writer_key, decisions_writer_key)]
         return all(writer is not None and writer.running for writer in writers)
 
     app.cleanup_ctx.append(run_writers)
     add_health_routes(
         app,
         {"consumer": writers_ready},
-        {"trace_writer": writer_liveness(trace_writer_key), "alerts_writer": writer_liveness(alerts_writer_key)},
+        {
+            "trace_writer": writer_liveness(trace_writer_key),
+            "alerts_writer": writer_liveness(alerts_writer_key),
+            "decisions_writer": writer_liveness(decisions_writer_key),
+        },
     )
     return app

@@ -6,18 +6,21 @@ defined by a topic, a consumer group, a pure transform and the tables it writes.
 * alerts: ``trulayer.alerts`` → ``alert_events``, ``webhook_deliveries``, ``anomalies``, each
   record to the table of its kind (``topics.alerts.table_row``), on a group of its own so the
   trace path never waits for it.
+* decisions: ``trulayer.control.decisions`` → ``control_decisions``
+  (:mod:`ingest_worker.decision_rows`), on a group of its own, batched by decision count.
 
 The writers of later topics (feedback, evaluations, decisions) are a transform and a table each.
 """
 
 from __future__ import annotations
 
+from ingest_worker.decision_rows import decision_rows
 from ingest_worker.rows import INSERT_SETTINGS, to_rows
 from ingest_worker.settings import IngestWorkerSettings
 from trulayer_common.clickhouse import ClickHouse
 from trulayer_common.clickhouse.table_sink import TableRows, TableSink
 from trulayer_common.consumer import BatchingConsumer, BatchPolicy, Record
-from trulayer_common.topics import alerts, traces
+from trulayer_common.topics import alerts, control_decisions, traces
 
 TableWriter = BatchingConsumer[TableRows]
 
@@ -57,4 +60,20 @@ def alerts_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> Tab
         transform=alert_rows,
         sink=TableSink(clickhouse),
         policy=BatchPolicy(max_size=5_000, max_wait_ms=200, dlq_max_per_minute=settings.dlq_max_per_minute),
+    )
+
+
+def decisions_rows(record: Record) -> TableRows:
+    return decision_rows(control_decisions.decode(record.value))
+
+
+def decisions_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> TableWriter:
+    return BatchingConsumer(
+        settings,
+        name="decisions",
+        topic=control_decisions.TOPIC,
+        group_id=f"{settings.worker_group_id}-decisions",
+        transform=decisions_rows,
+        sink=TableSink(clickhouse),
+        policy=BatchPolicy(max_size=20_000, max_wait_ms=300, dlq_max_per_minute=settings.dlq_max_per_minute),
     )

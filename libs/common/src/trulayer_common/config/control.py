@@ -92,6 +92,14 @@ class ControlConfig:
             tenant.safe_default = entity
         self._changed(tenant, int(at.timestamp() * 1000))
 
+    def touch(self, tenant_id: str) -> None:
+        """Something a bundle shows besides the control entities changed (a project): bump the
+        tenant's revision (and tell the listeners) without changing its version."""
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None:
+            tenant = self._tenants[tenant_id] = TenantControl(tenant_id)
+        self._changed(tenant, tenant.version)
+
     def delete(self, kind: str, entity_id: str) -> None:
         """A tombstone for ``<kind>:<id>``."""
         tenant_id = self._owner.pop((kind, entity_id), None)

@@ -32,6 +32,7 @@ class ConfigState:
                 self._projects_by_name.pop((old.tenant_id, old.name), None)
             self.projects[entity.id] = entity
             self._projects_by_name[(entity.tenant_id, entity.name)] = entity
+            self.control.touch(entity.tenant_id)  # bundles list the tenant's projects
         elif isinstance(entity, ApiKey):
             old_key = self.api_keys.get(entity.id)
             if old_key is not None and old_key.key_hash != entity.key_hash:

@@ -104,7 +104,7 @@ class DecisionReport(_Request):
 
 
 class DecisionReportBatch(_Request):
-    decisions: list[DecisionReport] = Field(min_length=1)
+    decisions: list[DecisionReport] = Field(min_length=1, max_length=MAX_DECISIONS)
 
 
 class DecisionsAccepted(_Response):

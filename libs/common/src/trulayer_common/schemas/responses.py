@@ -21,6 +21,7 @@ class ErrorBody(_Response):
     details: list[dict[str, str]] | None = None
     parameter: str | None = None
     retry_after_seconds: int | None = None
+    rule_id: str | None = None
 
 
 class IngestResponse(_Response):
