@@ -33,7 +33,7 @@ from gateway.app import create_app as create_gateway
 from gateway.resources import config_state
 from gateway.settings import GatewaySettings
 from ingest_worker.settings import IngestWorkerSettings
-from ingest_worker.writers import TableWriter, alerts_writer, trace_writer
+from ingest_worker.writers import TableWriter, alerts_writer, decisions_writer, trace_writer
 from trulayer_common.clickhouse import ClickHouse, apply_migrations, create_clickhouse
 from trulayer_common.config import ConfigState, hash_api_key
 from trulayer_common.kafka import create_producer, ensure_topics
@@ -120,10 +120,12 @@ class Harness:
             alerter_data_dir=str(DATA_DIR / "alerter"),
             webhook_backoff_base_seconds=0.05,
             webhook_backoff_max_seconds=0.2,
+            alerter_signals_interval_seconds=0.2,
         )
         self.alerter_app: web.Application | None = None
         self._alerter_runner: web.AppRunner | None = None
         self.alerts_writer: TableWriter
+        self.decisions_writer: TableWriter
         self.clickhouse: ClickHouse
         self.writer: ConfigLogWriter
         self.worker: TableWriter
@@ -152,6 +154,8 @@ class Harness:
         await self.worker.start()
         self.alerts_writer = alerts_writer(self.worker_settings, self.clickhouse)
         await self.alerts_writer.start()
+        self.decisions_writer = decisions_writer(self.worker_settings, self.clickhouse)
+        await self.decisions_writer.start()
         self.control_app = create_control_engine(self.control_settings, clickhouse=self.clickhouse)
         self._control_runner = web.AppRunner(self.control_app, access_log=None)
         await self._control_runner.setup()
@@ -178,6 +182,7 @@ class Harness:
         if self._control_runner is not None:
             await self._control_runner.cleanup()
         await self.stop_alerter()
+        await self.decisions_writer.stop()
         await self.alerts_writer.stop()
         await self.worker.stop()
         await self._producer.stop()
