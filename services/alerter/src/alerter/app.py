@@ -34,6 +34,7 @@ faust_key = web.AppKey("faust_app", faust.App)
 
 async def _run(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
+    secrets = settings.secret_box()  # refuses to start without CONFIG_SECRET_KEYS: deliveries are signed
     reader = ConfigLogReader(settings)
     await reader.start()
     producer = create_producer(settings, client_id=f"{settings.service_name}-alerts")
@@ -42,7 +43,7 @@ async def _run(app: web.Application) -> AsyncIterator[None]:
     try:
         await producer.start()
         publisher = AlertPublisher(producer, reader.state)
-        dispatcher = WebhookDispatcher(settings, publisher.record_attempt, publisher.mark_delivered)
+        dispatcher = WebhookDispatcher(settings, publisher.record_attempt, publisher.mark_delivered, secrets)
         await dispatcher.start()
         publisher.dispatcher = dispatcher
         await ensure_topics(settings, internal_topic_specs(settings))

@@ -24,7 +24,7 @@ from alerter.events import alert_event, anomaly_event
 from alerter.settings import AlerterSettings
 from alerter.windows import BucketAgg, breaches, bucket_start, in_cooldown, metric_value, window_buckets
 from trulayer_common.config import ConfigState
-from trulayer_common.config.entities import AlertRule
+from trulayer_common.config.entities import MIN_COOLDOWN_MINUTES, AlertRule
 
 Store = MutableMapping[str, Any]
 _SCORE_METRICS = ("hallucination_score", "eval_score")
@@ -187,7 +187,9 @@ class Evaluator:
         if value is None or not breaches(rule.operator, value, rule.threshold):
             return None
         fired_key = f"{rule.id}|{project_id}"
-        if in_cooldown(self.fired.get(fired_key), watermark, rule.cooldown_minutes):
+        # Rules written before the minimum existed may carry less: the minimum applies to them too.
+        cooldown = max(rule.cooldown_minutes, MIN_COOLDOWN_MINUTES)
+        if in_cooldown(self.fired.get(fired_key), watermark, cooldown):
             return None
         self.fired[fired_key] = watermark
         return alert_event(rule, project_id, value, watermark)

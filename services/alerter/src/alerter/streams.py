@@ -33,6 +33,7 @@ from alerter.observations import (
 from alerter.settings import AlerterSettings
 from trulayer_common import topics
 from trulayer_common.config import ConfigState
+from trulayer_common.kafka import ssl_context
 from trulayer_common.logging import get_logger
 from trulayer_common.schemas import POINTS_HEADER
 from trulayer_common.topics import TopicSpec
@@ -79,6 +80,22 @@ def internal_topic_specs(settings: AlerterSettings) -> list[TopicSpec]:
     return specs
 
 
+def broker_credentials(settings: AlerterSettings) -> faust.types.auth.CredentialsT | None:
+    """faust's form of the Kafka security settings (the other clients use ``client_security``)."""
+    context = ssl_context(settings)
+    if settings.kafka_sasl_mechanism is not None:
+        password = settings.kafka_sasl_password
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=password.get_secret_value() if password is not None else None,
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 def build_app(settings: AlerterSettings, config: ConfigState, on_outcome: OutcomeHandler) -> faust.App:
     """A faust app bound to the running loop, its web server off; start it with ``await app.start()``."""
     data_dir = Path(settings.alerter_data_dir).resolve()
@@ -90,7 +107,8 @@ def build_app(settings: AlerterSettings, config: ConfigState, on_outcome: Outcom
         datadir=str(data_dir),
         web_enabled=False,
         topic_partitions=settings.alerter_partitions,
-        topic_replication_factor=settings.alerter_replication_factor,
+        topic_replication_factor=settings.kafka_replication_factor,
+        broker_credentials=broker_credentials(settings),
         # A new group's start is pinned beforehand (start_offsets); a reset reads, never skips.
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
