@@ -46,6 +46,8 @@ async def test_new_tenant_has_three_default_rules(
         ({"metric": "eval_score", "operator": "gt", "threshold": 1}, 422, "metric_name"),
         ({"metric": "error_rate", "operator": "gt", "threshold": 1, "window_secs": 999999}, 400, "window_secs"),
         ({"metric": "error_rate", "operator": "gt", "threshold": 1, "project_id": "nope"}, 400, "project_id"),
+        ({"metric": "error_rate", "operator": "gt", "threshold": 1, "cooldown_minutes": 0}, 400, "cooldown_minutes"),
+        ({"metric": "error_rate", "operator": "gt", "threshold": 1e400}, 400, "threshold"),
     ],
 )
 async def test_rule_validation_names_the_field(

@@ -73,7 +73,11 @@ def needs_authentication(path: str) -> bool:
 
 
 def credential(request: web.Request) -> str | None:
-    """``Authorization: Bearer <token>`` or ``X-Api-Key: <key>``."""
+    """``Authorization: Bearer <token>`` or ``X-Api-Key: <key>``. API keys and JWTs are ASCII:
+    anything else is an invalid credential (401), never a decoding error."""
+    for name in ("Authorization", "X-Api-Key"):
+        if not request.headers.get(name, "").isascii():
+            raise unauthorized("Invalid credentials: not ASCII")
     header = request.headers.get("Authorization")
     if header:
         scheme, _, value = header.partition(" ")
