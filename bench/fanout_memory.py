@@ -61,16 +61,14 @@ def body_bytes(traces: int, spans_per_trace: int, span_input: str) -> int:
 def measure(regime: str) -> None:
     from ingest_worker.rows import to_rows
 
-    if regime == "before":
-        value = record(29, 10_000, "")
-    else:
-        value = record(100, 100, "x" * 480)
+    value = record(29, 10_000, "") if regime == "before" else record(100, 100, "x" * 480)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rows = to_rows(value, 30)
     dumped = [orjson.dumps(rows.traces), orjson.dumps(rows.spans), orjson.dumps(rows.events)]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    count = len(rows.traces) + len(rows.spans) + len(rows.events)
     print(
-        f"{regime:6}  record {len(value) / 2**20:6.1f} MiB  rows {len(rows.traces) + len(rows.spans) + len(rows.events):>7,}"
+        f"{regime:6}  record {len(value) / 2**20:6.1f} MiB  rows {count:>7,}"
         f"  insert JSON {sum(map(len, dumped)) / 2**20:6.1f} MiB  worker peak +{(peak - base) / 1024:6.0f} MiB",
         flush=True,
     )
@@ -80,9 +78,8 @@ def main() -> None:
     if len(sys.argv) == 2:
         measure(sys.argv[1])
         return
-    print(
-        f"bodies: before {body_bytes(29, 10_000, '') / 2**20:.1f} MiB, after {body_bytes(100, 100, 'x' * 480) / 2**20:.1f} MiB"
-    )
+    before, after = body_bytes(29, 10_000, "") / 2**20, body_bytes(100, 100, "x" * 480) / 2**20
+    print(f"bodies: before {before:.1f} MiB, after {after:.1f} MiB")
     for regime in ("before", "after"):
         subprocess.run([sys.executable, __file__, regime], check=True)
 

@@ -103,8 +103,13 @@ class Harness:
             kafka_bootstrap_servers=KAFKA, redis_url=REDIS, clickhouse_url=f"chdb://{DATA_DIR / 'chdb'}"
         )
         self.control_port = free_port()
+        # GuardLayer's key creation is served by the control-engine only when it is on there too;
+        # the shared gateway keeps it off (a test starts its own gateway with it on).
         self.control_settings = ControlEngineSettings(
-            **self._shared(), internal_token=INTERNAL_TOKEN, session_hs256_secret=SESSION_SECRET
+            **self._shared(),
+            internal_token=INTERNAL_TOKEN,
+            session_hs256_secret=SESSION_SECRET,
+            guardlayer_compat=True,
         )
         self.gateway_settings = GatewaySettings(
             **self._shared(),
