@@ -9,14 +9,24 @@ An observation message (the value of the internal ``<app>-observations`` topic, 
 
 Event time is the trace's ``started_at``, capped at the gateway's ``received_at`` so that a
 client clock running ahead cannot push a project's windows into the future.
+
+Every number is checked here, at the alerter's input: an event time outside
+[:data:`EARLIEST`, :data:`LATEST`] drops its point (a time of 1e308 would otherwise push a
+project's watermark beyond every later record), a latency, cost or score that is not finite
+becomes "none". :func:`checked_observation` does the same for messages read back from the
+observations topic, so nothing malformed reaches the evaluator.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
 import orjson
+
+EARLIEST = 946_684_800.0  # 2000-01-01: event times are epoch seconds
+LATEST = 4_102_444_800.0  # 2100-01-01
 
 
 class InvalidInputError(ValueError):
@@ -28,18 +38,68 @@ def scope_key(tenant_id: str, project_id: str) -> str:
 
 
 def epoch(value: Any) -> float | None:
+    """Epoch seconds of a number or an ISO 8601 text, within [EARLIEST, LATEST]; else None."""
+    if isinstance(value, bool):
+        return None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and value:
+        seconds = float(value)
+    elif isinstance(value, str) and value:
         try:
-            return datetime.fromisoformat(value).timestamp()
-        except ValueError:
+            seconds = datetime.fromisoformat(value).timestamp()
+        except (ValueError, OverflowError, OSError):
             return None
-    return None
+    else:
+        return None
+    return seconds if EARLIEST <= seconds <= LATEST else None
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """A finite number, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _point(raw: Any) -> list[Any] | None:
+    """``[event_ts, model, latency_ms|None, is_error 0/1, cost|None]`` checked, or None to drop it."""
+    if not isinstance(raw, list) or len(raw) != 5:
+        return None
+    ts = epoch(raw[0]) if not isinstance(raw[0], str) else None
+    if ts is None:
+        return None
+    model = raw[1] if isinstance(raw[1], str) else ""
+    return [ts, model, _number(raw[2]), 1 if raw[3] else 0, _number(raw[4])]
+
+
+def _score(raw: Any) -> list[Any] | None:
+    """``[event_ts, model, metric_name, score]`` checked, or None to drop it."""
+    if not isinstance(raw, list) or len(raw) != 4 or not isinstance(raw[2], str):
+        return None
+    ts = epoch(raw[0]) if not isinstance(raw[0], str) else None
+    score = _number(raw[3])
+    if ts is None or score is None:
+        return None
+    return [ts, raw[1] if isinstance(raw[1], str) else "", raw[2], score]
+
+
+def checked_observation(message: Any) -> dict[str, Any]:
+    """An observation message as the evaluator may trust it: ids are text, malformed points and
+    scores are dropped. Raises :class:`InvalidInputError` when it is not an observation at all."""
+    if not isinstance(message, dict):
+        raise InvalidInputError("observation: not an object")
+    tenant_id, project_id = message.get("tenant_id"), message.get("project_id")
+    points, scores = message.get("points") or [], message.get("scores") or []
+    if not isinstance(tenant_id, str) or not isinstance(project_id, str):
+        raise InvalidInputError("observation without tenant_id/project_id")
+    if not isinstance(points, list) or not isinstance(scores, list):
+        raise InvalidInputError("observation: points/scores are not arrays")
+    return {
+        "tenant_id": tenant_id,
+        "project_id": project_id,
+        "points": [p for p in map(_point, points) if p is not None],
+        "scores": [s for s in map(_score, scores) if s is not None],
+    }
 
 
 def _load(value: bytes | None) -> dict[str, Any]:
@@ -97,8 +157,10 @@ def observations_from_points(header: bytes) -> dict[str, dict[str, Any]]:
         raise InvalidInputError("not a points header")
     out: dict[str, dict[str, Any]] = {}
     for project_id, points in groups.items():
-        if project_id and isinstance(points, list) and points:
-            _message(out, tenant_id, project_id)["points"] = points
+        if project_id and isinstance(points, list):
+            checked = [p for p in map(_point, points) if p is not None]
+            if checked:
+                _message(out, tenant_id, project_id)["points"] = checked
     return out
 
 
