@@ -2,25 +2,35 @@
 
 Every replica reads every record (no consumer group). ``ready`` is set once the reader has
 caught up with the end offsets seen at start, so a service never answers from a partial view
-(an API key missing from a half-read log would wrongly be refused).
+(an API key missing from a half-read log would wrongly be refused). After that,
+:meth:`ConfigLogReader.staleness_seconds` says how old the view may be (:mod:`.freshness`): it
+grows as soon as the broker stops answering, so a service can stop trusting a view that may
+miss a revocation (exported as ``trulayer_config_log_staleness_seconds{service}``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import Gauge
 from pydantic import ValidationError
 
 from trulayer_common import topics
 from trulayer_common.config.entities import ConfigRecord
+from trulayer_common.config.freshness import Freshness
 from trulayer_common.config.state import ConfigState
 from trulayer_common.kafka import create_consumer, topic_partitions
 from trulayer_common.logging import get_logger
 from trulayer_common.settings import ServiceSettings
 
 log = get_logger(__name__)
+STALENESS = Gauge(
+    "trulayer_config_log_staleness_seconds", "how old this service's view of the config log may be", ["service"]
+)
 
 
 class ConfigLogReader:
@@ -32,6 +42,13 @@ class ConfigLogReader:
         self._task: asyncio.Task[None] | None = None
         # Replaced after every fetch round: waiters hold the old one, so no wake-up is missed.
         self._progress = asyncio.Event()
+        self.freshness = Freshness(time.time())
+        STALENESS.labels(settings.service_name).set_function(self.staleness_seconds)
+
+    def staleness_seconds(self) -> float:
+        """How old the materialised state may be: now minus the time of the newest broker answer
+        whose records are all applied (the start time until the first one)."""
+        return self.freshness.staleness(time.time())
 
     async def start(self, timeout: float = 60.0) -> None:
         """Start following and wait until caught up with the log as it is now."""
@@ -74,6 +91,11 @@ class ConfigLogReader:
                     self._apply(message.key, message.value)
             self._progress.set()
             self._progress = asyncio.Event()
+            for tp in consumer.assignment():
+                polled = consumer.last_poll_timestamp(tp)
+                self.freshness.observe(
+                    tp, await consumer.position(tp), consumer.highwater(tp), None if polled is None else polled / 1000
+                )
             if pending:
                 # Position, not the last offset seen: compaction may have removed the record
                 # just before the end offset.
@@ -88,14 +110,18 @@ class ConfigLogReader:
 
         The read-your-writes barrier of the control-engine: after taking a tenant's write lock,
         the state includes every change another replica made under that lock before. Raises
-        ``TimeoutError`` when the log cannot be caught up in time.
+        ``TimeoutError`` when the log cannot be caught up in time, including when the broker
+        cannot even say where the log ends (callers answer 503, never 500).
         """
         consumer = self._consumer
         if consumer is None:
             raise RuntimeError("config log reader is not started")
         async with asyncio.timeout(timeout):
             assigned = sorted(consumer.assignment())
-            end = await consumer.end_offsets(assigned)
+            try:
+                end = await consumer.end_offsets(assigned)
+            except KafkaError as exc:
+                raise TimeoutError(f"config log end offsets unavailable: {exc!r}") from exc
             while True:
                 progress = self._progress
                 # No await between fetching and applying in _follow: a position past a record
