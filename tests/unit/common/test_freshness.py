@@ -28,9 +28,7 @@ def test_no_answers_from_the_broker_make_it_stale() -> None:
 
 def test_a_steady_stream_of_changes_keeps_it_fresh() -> None:
     f = Freshness(started_at=0.0)
-    position = 0
-    for t in range(1, 20):
+    for position, t in enumerate(range(1, 20)):
         # Every answer announces a record that the next round applies.
         f.observe("p0", position=position, highwater=position + 1, answered_at=float(t))
-        position += 1
     assert f.staleness(now=20.0) <= 2.0

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import get_args
 
 import orjson
+from pydantic import ValidationError
 
 from control_engine.cli import create_tenant_via_kafka
 from control_engine.session_tokens import mint_session_token
@@ -161,6 +162,9 @@ def up(repo: Path) -> int:
     except infra.InfraError as exc:
         print(f"[up] error: {exc}", file=sys.stderr, flush=True)
         return 1
+    except ValidationError as exc:  # an unsafe or invalid setting: say which, no traceback
+        print(f"[up] configuration refused: {exc}", file=sys.stderr, flush=True)
+        return 2
     except KeyboardInterrupt:
         pass
     finally:

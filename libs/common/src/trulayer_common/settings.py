@@ -9,7 +9,7 @@ discovered later as a 500 or an open door.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Literal, Self, TypeVar
+from typing import Annotated, Literal, NoReturn, Self, TypeVar
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -137,3 +137,9 @@ def load_settings(cls: type[S]) -> S:
         if not errors:
             print(f"  {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def refuse(message: str) -> NoReturn:
+    """Stop at start with ``message`` (exit status 2): an unsafe configuration, stated clearly."""
+    print(f"configuration refused: {message}", file=sys.stderr)
+    raise SystemExit(2)
