@@ -89,6 +89,9 @@ class ServiceSettings(BaseSettings):
     )
     # Secrets sealed on the config log (webhook secrets): ``kid:base64key[,...]``, first seals.
     config_secret_keys: SecretStr | None = None
+    config_max_lag_seconds: float = Field(
+        default=15.0, gt=0, description="not ready when the config log has not been caught up for this long"
+    )
 
     @model_validator(mode="after")
     def _check_shared(self) -> Self:

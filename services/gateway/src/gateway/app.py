@@ -128,8 +128,7 @@ def create_app(settings: GatewaySettings, *, clickhouse: ClickHouse | None = Non
 
     async def config_ready() -> bool:
         # Caught up at start, and still hearing from the broker: revocations reach this replica.
-        reader = app[config_reader_key]
-        return reader.ready.is_set() and reader.staleness_seconds() <= settings.config_max_lag_seconds
+        return app[config_reader_key].is_current(settings.config_max_lag_seconds)
 
     add_health_checks(
         app,

@@ -89,7 +89,7 @@ class Authenticator:
             raise ApiError(
                 503, "Starting up: configuration not loaded yet", "unavailable", headers={"Retry-After": "1"}
             )
-        if self._max_staleness is not None and self.reader.staleness_seconds() > self._max_staleness:
+        if self._max_staleness is not None and self.reader.lag_seconds() > self._max_staleness:
             raise ApiError(
                 503,
                 "Authentication unavailable: this replica's configuration is stale (revocations may be missing)",

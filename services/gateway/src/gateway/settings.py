@@ -57,10 +57,8 @@ class GatewaySettings(ServiceSettings):
     # GuardLayer compatibility (POST /api/v1/api-keys creates a tenant without auth).
     guardlayer_compat: bool = False
 
-    # How current the materialised config log must be (revocations reach authentication through it).
-    config_max_lag_seconds: float = Field(
-        default=10.0, gt=0, description="not ready while the config view is older than this"
-    )
+    # How current the materialised config log must be to authenticate (revocations reach
+    # authentication through it); readiness uses CONFIG_MAX_LAG_SECONDS (ServiceSettings).
     config_max_staleness_seconds: float = Field(
         default=30.0, gt=0, description="authentication fails closed (503) while the config view is older than this"
     )

@@ -3,9 +3,11 @@
 Every replica reads every record (no consumer group). ``ready`` is set once the reader has
 caught up with the end offsets seen at start, so a service never answers from a partial view
 (an API key missing from a half-read log would wrongly be refused). After that,
-:meth:`ConfigLogReader.staleness_seconds` says how old the view may be (:mod:`.freshness`): it
-grows as soon as the broker stops answering, so a service can stop trusting a view that may
-miss a revocation (exported as ``trulayer_config_log_staleness_seconds{service}``).
+:meth:`ConfigLogReader.lag_seconds` says how old the view may be (:mod:`.freshness`): it grows
+as soon as the broker stops answering, so a service can stop trusting a view that may miss a
+revocation: not ready beyond ``CONFIG_MAX_LAG_SECONDS`` (:meth:`is_current`), and the gateway
+refuses to authenticate beyond ``CONFIG_MAX_STALENESS_SECONDS``. Exported as
+``trulayer_config_log_lag_seconds{service}``.
 """
 
 from __future__ import annotations
@@ -28,9 +30,7 @@ from trulayer_common.logging import get_logger
 from trulayer_common.settings import ServiceSettings
 
 log = get_logger(__name__)
-STALENESS = Gauge(
-    "trulayer_config_log_staleness_seconds", "how old this service's view of the config log may be", ["service"]
-)
+LAG = Gauge("trulayer_config_log_lag_seconds", "how old this service's view of the config log may be", ["service"])
 
 
 class ConfigLogReader:
@@ -43,12 +43,18 @@ class ConfigLogReader:
         # Replaced after every fetch round: waiters hold the old one, so no wake-up is missed.
         self._progress = asyncio.Event()
         self.freshness = Freshness(time.time())
-        STALENESS.labels(settings.service_name).set_function(self.staleness_seconds)
+        LAG.labels(settings.service_name).set_function(self.lag_seconds)
 
-    def staleness_seconds(self) -> float:
+    def lag_seconds(self) -> float:
         """How old the materialised state may be: now minus the time of the newest broker answer
-        whose records are all applied (the start time until the first one)."""
+        whose records are all applied; infinite before the first catch-up."""
+        if not self.ready.is_set():
+            return float("inf")
         return self.freshness.staleness(time.time())
+
+    def is_current(self, max_lag_seconds: float) -> bool:
+        """Readiness: caught up at start and :meth:`lag_seconds` within ``max_lag_seconds``."""
+        return self.lag_seconds() <= max_lag_seconds
 
     async def start(self, timeout: float = 60.0) -> None:
         """Start following and wait until caught up with the log as it is now."""
