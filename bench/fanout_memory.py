@@ -3,7 +3,7 @@
 The worker holds, per record: the record's bytes, the parsed dicts, the rows completed from them,
 and the JSON of each insert. This builds the largest record each regime lets through a 5 MiB
 body (as the gateway would produce it: ids filled in), then measures, in a fresh process each,
-the peak resident memory of ``to_rows`` plus the insert serialisation (``orjson.dumps`` of each
+the peak resident memory of decoding the record and ``to_rows`` plus the insert serialisation (``orjson.dumps`` of each
 table's rows, as ``ClickHouse.insert_json_rows`` does):
 
 * **before** (10,000 spans and 10,000 events per trace, no bound per request): 29 traces ×
@@ -28,7 +28,7 @@ BODY_LIMIT = 5 * 1024 * 1024
 
 
 def record(traces: int, spans_per_trace: int, span_input: str) -> bytes:
-    from trulayer_common.schemas.envelope import trace_envelope
+    from trulayer_common.topics.traces import encode
 
     now = datetime.now(UTC)
     items = [
@@ -44,7 +44,7 @@ def record(traces: int, spans_per_trace: int, span_input: str) -> bytes:
         }
         for _ in range(traces)
     ]
-    return trace_envelope(
+    return encode(
         tenant_id="t",
         project_id="p",
         received_at=now,
@@ -60,13 +60,14 @@ def body_bytes(traces: int, spans_per_trace: int, span_input: str) -> int:
 
 def measure(regime: str) -> None:
     from ingest_worker.rows import to_rows
+    from trulayer_common.topics.traces import decode
 
     value = record(29, 10_000, "") if regime == "before" else record(100, 100, "x" * 480)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rows = to_rows(value, 30)
-    dumped = [orjson.dumps(rows.traces), orjson.dumps(rows.spans), orjson.dumps(rows.events)]
+    rows = to_rows(decode(value), 30)
+    dumped = [orjson.dumps(table) for table in rows.values()]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    count = len(rows.traces) + len(rows.spans) + len(rows.events)
+    count = sum(len(table) for table in rows.values())
     print(
         f"{regime:6}  record {len(value) / 2**20:6.1f} MiB  rows {count:>7,}"
         f"  insert JSON {sum(map(len, dumped)) / 2**20:6.1f} MiB  worker peak +{(peak - base) / 1024:6.0f} MiB",

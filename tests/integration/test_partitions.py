@@ -254,7 +254,13 @@ async def test_an_interrupted_rebuild_resumes_without_losing_rows(harness: Harne
 
 
 def _write_retries() -> float:
-    return REGISTRY.get_sample_value("trulayer_ingest_write_retries_total") or 0.0
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "trulayer_consumer_write_retries"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
 
 
 @pytest.mark.parametrize("months", [200])

@@ -18,6 +18,7 @@ from alerter.sketch import LogSketch
 from alerter.windows import BucketAgg
 from trulayer_common.config import ConfigRecord, ConfigState
 from trulayer_common.config.entities import AlertRule
+from trulayer_common.topics import InvalidRecordError
 
 NOW = 1_790_000_000.0
 
@@ -104,12 +105,11 @@ def test_window_state_stays_finite_whatever_the_input() -> None:
 
 
 def test_absurd_points_are_dropped_at_the_alerters_input() -> None:
-    header = (
-        b'{"tenant_id":"t","groups":{"p":[[1e308,"m",1,0,1],[1790000000.5,"m",1e308,1,1e308],'
-        b'["x","m",1,0,1],[1790000001,"m",5]]}}'
-    )
+    header = b'{"tenant_id":"t","groups":{"p":[[1e308,"m",1,0,1],[1790000000.5,"m",1e308,1,1e308],[-5,"m",1,0,1]]}}'
     points = observations_from_points(header)["t|p"]["points"]
     assert points == [[1790000000.5, "m", 1e308, 1, 1e308]]  # finite: the windows bound them
+    with pytest.raises(InvalidRecordError):  # not a point at all: the record is skipped
+        observations_from_points(b'{"tenant_id":"t","groups":{"p":[["x","m",1,0,1]]}}')
     checked = checked_observation(
         {"tenant_id": "t", "project_id": "p", "points": [[None, "m", 1, 0, 1], [1790000000, 3, "x", 1, None]]}
     )

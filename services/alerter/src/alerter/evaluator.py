@@ -33,6 +33,7 @@ from alerter.windows import BucketAgg, breaches, bucket_start, in_cooldown, metr
 from trulayer_common.config import ConfigState
 from trulayer_common.config.entities import MIN_COOLDOWN_MINUTES, AlertRule
 from trulayer_common.logging import get_logger
+from trulayer_common.topics import alerts as alert_records
 
 log = get_logger(__name__)
 STATE_DROPPED = Counter(
@@ -50,8 +51,8 @@ _MAX_WINDOWS = 20_000  # merged window prefixes kept (one per scope × model × 
 
 @dataclass
 class Outcome:
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    anomalies: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[alert_records.AlertEvent] = field(default_factory=list)
+    anomalies: list[alert_records.Anomaly] = field(default_factory=list)
 
 
 def _meta_of(stored: Any) -> dict[str, Any]:
@@ -226,7 +227,7 @@ class Evaluator:
         project_id: str,
         watermark: float,
         windows: dict[tuple[str, int], BucketAgg],
-    ) -> dict[str, Any] | None:
+    ) -> alert_records.AlertEvent | None:
         key = (rule.model or "", min(rule.window_secs, self.settings.max_window_secs))
         window = windows.get(key)
         if window is None:
@@ -264,7 +265,7 @@ class Evaluator:
 
     def _anomalies(
         self, tenant_id: str, project_id: str, scope: str, meta: dict[str, Any], watermark: float
-    ) -> list[dict[str, Any]]:
+    ) -> list[alert_records.Anomaly]:
         """Close the anomaly buckets the watermark has passed: one sample per metric each."""
         size = self.settings.anomaly_bucket_secs
         current = bucket_start(watermark, size)

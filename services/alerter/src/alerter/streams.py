@@ -26,7 +26,6 @@ from prometheus_client import Counter
 
 from alerter.evaluator import Evaluator, Outcome
 from alerter.observations import (
-    InvalidInputError,
     checked_observation,
     observations_from_evaluations,
     observations_from_points,
@@ -37,8 +36,7 @@ from trulayer_common import topics
 from trulayer_common.config import ConfigState
 from trulayer_common.kafka import ssl_context
 from trulayer_common.logging import get_logger
-from trulayer_common.schemas import POINTS_HEADER
-from trulayer_common.topics import TopicSpec
+from trulayer_common.topics import InvalidRecordError, TopicSpec, traces
 
 log = get_logger(__name__)
 SKIPPED = Counter("trulayer_alerter_records_skipped_total", "input records the alerter could not read", ["topic"])
@@ -84,22 +82,6 @@ def internal_topic_specs(settings: AlerterSettings) -> list[TopicSpec]:
     return specs
 
 
-def broker_credentials(settings: AlerterSettings) -> faust.types.auth.CredentialsT | None:
-    """faust's form of the Kafka security settings (the other clients use ``client_security``)."""
-    context = ssl_context(settings)
-    if settings.kafka_sasl_mechanism is not None:
-        password = settings.kafka_sasl_password
-        return faust.SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=password.get_secret_value() if password is not None else None,
-            ssl_context=context,
-            mechanism=settings.kafka_sasl_mechanism,
-        )
-    if context is not None:
-        return faust.SSLCredentials(context)
-    return None
-
-
 class AgentHealth:
     """Whether every agent is still doing its job: the first crash (faust restarts the actor, but
     an agent that crashes once on bad state crashes again on the next record) turns the alerter's
@@ -132,6 +114,22 @@ class AgentHealth:
         return self.crash
 
 
+def broker_credentials(settings: AlerterSettings) -> faust.types.auth.CredentialsT | None:
+    """faust's form of the Kafka security settings (the other clients use ``client_security``)."""
+    context = ssl_context(settings)
+    if settings.kafka_sasl_mechanism is not None:
+        password = settings.kafka_sasl_password
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=password.get_secret_value() if password is not None else None,
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 def build_app(
     settings: AlerterSettings, config: ConfigState, on_outcome: OutcomeHandler, health: AgentHealth
 ) -> faust.App:
@@ -153,7 +151,9 @@ def build_app(
         producer_acks=-1,
         loop=asyncio.get_running_loop(),
     )
-    traces = app.topic(topics.TRACES, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    trace_records = app.topic(
+        traces.TOPIC, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
     evals = app.topic(
         topics.EVAL_RESULTS, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
@@ -174,15 +174,15 @@ def build_app(
         for key, message in groups.items():
             await observations.send(key=key.encode(), value=message)
 
-    @app.agent(traces)
+    @app.agent(trace_records)
     @health.watched
     async def route_traces(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             try:
                 # The gateway's summary header spares parsing the record; others are parsed.
-                header = (event.headers or {}).get(POINTS_HEADER)
+                header = (event.headers or {}).get(traces.POINTS_HEADER)
                 await forward(observations_from_points(header) if header else observations_from_traces(event.value))
-            except InvalidInputError as exc:
+            except InvalidRecordError as exc:
                 SKIPPED.labels(topics.TRACES).inc()
                 log.warning("trace_record_skipped", error=str(exc))
 
@@ -192,7 +192,7 @@ def build_app(
         async for value in stream:
             try:
                 await forward(observations_from_evaluations(value))
-            except InvalidInputError as exc:
+            except InvalidRecordError as exc:
                 SKIPPED.labels(topics.EVAL_RESULTS).inc()
                 log.warning("evaluation_record_skipped", error=str(exc))
 
@@ -202,7 +202,7 @@ def build_app(
         async for message in stream:
             try:
                 observation = checked_observation(message)
-            except InvalidInputError as exc:
+            except InvalidRecordError as exc:
                 SKIPPED.labels(observations_topic_name(settings)).inc()
                 log.warning("observation_skipped", error=str(exc))
                 continue

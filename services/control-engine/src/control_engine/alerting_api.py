@@ -39,6 +39,7 @@ from trulayer_common.webhook_signature import DELIVERY_HEADER, EVENT_HEADER, sig
 
 MAX_RULES_PER_TENANT = 100
 MAX_WEBHOOKS_PER_TENANT = 20
+NULLABLE_RULE_FIELDS = frozenset({"metric_name", "project_id", "model"})
 
 
 def sees_full_urls(principal: ControlPrincipal) -> bool:
@@ -102,9 +103,9 @@ async def update_rule(request: web.Request) -> web.Response:
         rule = _rule_of(tx.state, principal.tenant_id, path_param(request, "rule_id"))
         # Fields sent as null clear the optional scopes; absent fields stay as they are.
         changes = {k: getattr(body, k) for k in body.model_fields_set}
-        for required in ("metric", "operator", "threshold"):
-            if required in changes and changes[required] is None:
-                raise bad_request(f"Invalid field '{required}': may not be null", "validation_error")
+        for name, value in changes.items():
+            if value is None and name not in NULLABLE_RULE_FIELDS:
+                raise bad_request(f"Invalid field '{name}': may not be null", "validation_error")
         rule = rule.model_copy(update={**changes, "updated_at": datetime.now(UTC)})
         rule = AlertRule.model_validate(rule.model_dump())
         _check_rule(tx.state, principal.tenant_id, rule)

@@ -25,21 +25,17 @@ from pydantic import ValidationError
 from gateway.auth import Principal, project_for_ingest
 from gateway.limits import rate_limiter_key
 from gateway.resources import config_state, dedup_key, principal_key, producer_key, settings_key
-from trulayer_common import topics
 from trulayer_common.errors import ApiError, unavailable
 from trulayer_common.http import get_request_id, json_response, read_body, validation_error
 from trulayer_common.logging import get_logger
 from trulayer_common.schemas import (
     BATCH,
     BATCH_TOO_LARGE,
-    POINTS_HEADER,
     TRACE,
     TraceRequest,
-    alert_points,
     batch_items,
     batch_too_large,
     fold_guardlayer_fields,
-    trace_envelope,
 )
 from trulayer_common.schemas.bounds import (
     check_request_items,
@@ -48,6 +44,7 @@ from trulayer_common.schemas.bounds import (
     quota_units,
     refuse_unstorable_numbers,
 )
+from trulayer_common.topics import traces as trace_records
 
 log = get_logger(__name__)
 TRACES_ACCEPTED = Counter("trulayer_gateway_traces_accepted_total", "traces acknowledged by the broker")
@@ -163,7 +160,7 @@ async def accept(
     if fresh:
         settings = request.app[settings_key]
         try:
-            value = trace_envelope(
+            value = trace_records.encode(
                 tenant_id=tenant_id,
                 project_id=fresh[0].get("project_id") or principal.require_api_key().project_id,
                 received_at=received_at,
@@ -173,8 +170,8 @@ async def accept(
             )
         except TypeError as exc:  # orjson: a value JSON cannot hold (the body checks catch the known ones)
             raise invalid_field("body", "holds a value that cannot be stored as JSON") from exc
-        key = str(fresh[0].get("id")).encode()
-        headers = [(POINTS_HEADER, alert_points(tenant_id, received_at, fresh))]
+        key = trace_records.key(fresh)
+        headers = [(trace_records.POINTS_HEADER, trace_records.encode_points(tenant_id, received_at, fresh))]
         size = len(value) + len(key) + sum(len(k) + len(v) for k, v in headers) + _RECORD_OVERHEAD_BYTES
         if size > settings.kafka_max_message_bytes:
             raise record_too_large(settings.kafka_max_message_bytes)
@@ -185,7 +182,7 @@ async def accept(
         reserved = limiter is not None and await limiter.reserve_traces(principal.tenant, units)
         try:
             await asyncio.wait_for(
-                request.app[producer_key].send_and_wait(topics.TRACES, value=value, key=key, headers=headers),
+                request.app[producer_key].send_and_wait(trace_records.TOPIC, value=value, key=key, headers=headers),
                 settings.produce_timeout_seconds,
             )
         except (KafkaError, TimeoutError) as exc:
