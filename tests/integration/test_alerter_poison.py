@@ -25,7 +25,7 @@ from tests.integration.conftest import Harness, Tenant, eventually, trace
 from tests.integration.test_alerter import SECRET, Api, fired, processed
 from trulayer_common import topics
 from trulayer_common.kafka import create_consumer, create_producer
-from trulayer_common.schemas import POINTS_HEADER
+from trulayer_common.topics.traces import POINTS_HEADER
 
 CHANGELOGS = ("buckets", "meta", "fired", "baselines")
 

@@ -319,3 +319,40 @@ async def test_the_alerter_signs_with_the_sealed_secret(harness: Harness, hook: 
 async def hook() -> AsyncIterator[Receiver]:
     async with receiver(SECRET) as r:
         yield r
+
+
+async def test_reseal_seals_plaintext_secrets_and_rotates_keys(harness: Harness) -> None:
+    """Secrets written before sealing existed (plaintext on the log) and secrets sealed with a
+    retiring key are rewritten sealed with the new first key; the old plaintext then only lives
+    until compaction."""
+    from pydantic import SecretStr
+
+    from control_engine.cli import reseal
+    from trulayer_common.config import ConfigLogReader
+    from trulayer_common.secret_box import generate_key_spec
+
+    old, new = generate_key_spec("old"), generate_key_spec("new")
+    tenant_id = f"t-{uuid.uuid4().hex[:8]}"
+    legacy = hook_to(tenant_id, "https://hooks.example/legacy").model_copy(update={"secret": "plaintext-secret-0123"})
+    retiring = hook_to(tenant_id, "https://hooks.example/retiring")
+    retiring = retiring.model_copy(
+        update={
+            "secret": SecretBox.parse(old).seal("retiring-secret-0123", webhook_secret_context(tenant_id, retiring.id))
+        }
+    )
+    await harness.writer.append(legacy)
+    await harness.writer.append(retiring)
+    settings = harness.control_settings.model_copy(update={"config_secret_keys": SecretStr(f"{new},{old}")})
+    resealed, _skipped = await reseal(settings)
+    assert resealed >= 2
+
+    reader = ConfigLogReader(harness.base)
+    await reader.start()
+    try:
+        stored = {h.id: h.secret for h in reader.state.webhooks_of(tenant_id)}
+    finally:
+        await reader.stop()
+    only_new = SecretBox.parse(new)
+    assert all(secret.startswith("enc:v1:new:") for secret in stored.values())
+    assert only_new.open(stored[legacy.id], webhook_secret_context(tenant_id, legacy.id)) == "plaintext-secret-0123"
+    assert only_new.open(stored[retiring.id], webhook_secret_context(tenant_id, retiring.id)) == "retiring-secret-0123"

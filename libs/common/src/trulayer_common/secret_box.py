@@ -9,8 +9,9 @@ when signing. Nothing else holds the key.
 * The additional authenticated data is a *context* naming the owner (``webhook:<tenant>:<id>``),
   so a sealed value copied onto another webhook or tenant does not open.
 * Keys (setting ``CONFIG_SECRET_KEYS``): ``kid:base64key[,kid:base64key...]``, 32-byte keys;
-  the first one seals, every listed one opens. Rotation: put a new key first, keep the old one
-  listed until ``trulayer secrets reseal`` has rewritten the records, then drop it.
+  the first one seals, every listed one opens. Rotation: put a new key first (``trulayer
+  secrets generate-key --kid k2``) on the control-engine and the alerter, run ``trulayer secrets
+  reseal``, and drop the old key once the log has compacted the old records away.
 * A value without the ``enc:`` prefix is a plaintext secret written before encryption existed:
   it still opens (and ``trulayer secrets reseal`` seals it).
 """
@@ -36,6 +37,8 @@ class SecretUnavailableError(Exception):
 
 def generate_key_spec(kid: str = "k1") -> str:
     """A fresh ``kid:base64key`` entry (what the local stack keeps in its data directory)."""
+    if not _KID.match(kid):
+        raise ValueError(f"key id {kid!r}: use 1 to 32 letters, digits, '-' or '_'")
     return f"{kid}:{base64.urlsafe_b64encode(os.urandom(32)).decode()}"
 
 
