@@ -260,8 +260,8 @@ class PolicyBundle:
     def from_json(cls, data: Mapping[str, Any]) -> PolicyBundle:
         if not isinstance(data, Mapping):
             raise BundleError("a bundle must be an object")
-        raw_policies = data.get("policies") or []
-        raw_routes = data.get("model_routes") or []
+        raw_policies = data.get("policies", [])
+        raw_routes = data.get("model_routes", [])
         if not isinstance(raw_policies, list) or not isinstance(raw_routes, list):
             raise BundleError("'policies' and 'model_routes' must be lists")
         policies = [

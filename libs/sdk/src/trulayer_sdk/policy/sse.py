@@ -1,7 +1,8 @@
 """Server-Sent Events, both ends: :func:`frame` writes one event, :class:`SseParser` reads them.
 
 Only what the config stream uses: ``event``, ``data`` (several lines join with newlines),
-``id``, ``retry`` and ``:`` comments (heartbeats). A frame ends at a blank line. Pure: the
+``id`` (which, as the spec says, carries over to later events until another is set) and
+``:`` comments (heartbeats); ``retry`` is ignored. A frame ends at a blank line. Pure: the
 caller feeds lines (without their line ending) and gets complete events back.
 """
 
