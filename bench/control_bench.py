@@ -186,7 +186,8 @@ class Bench:
 
             parser = SseParser()
             timeout = aiohttp.ClientTimeout(total=None)
-            async with self.http.get(URL + "/v1/control/config/stream", headers=self.key, timeout=timeout) as resp:
+            headers = {**self.key, "Accept": "text/event-stream"}
+            async with self.http.get(URL + "/v1/control/config/stream", headers=headers, timeout=timeout) as resp:
                 async for raw in resp.content:
                     event = parser.feed(raw.decode().rstrip("\r\n"))
                     if event is not None and event.event == "bundle":

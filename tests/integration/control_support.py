@@ -61,6 +61,7 @@ class EventStream:
     events: list[tuple[float, SseEvent]] = field(default_factory=list)
     comments: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     def bundles(self) -> list[dict[str, Any]]:
         return [orjson.loads(e.data) for _, e in self.events if e.event == "bundle"]
@@ -85,6 +86,7 @@ class EventStream:
 @asynccontextmanager
 async def config_stream(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> AsyncIterator[EventStream]:
     stream = EventStream()
+    headers = {**headers, "Accept": "text/event-stream"}
     async with http.get(
         url + "/v1/control/config/stream", headers=headers, timeout=aiohttp.ClientTimeout(total=None)
     ) as resp:
@@ -93,12 +95,15 @@ async def config_stream(http: aiohttp.ClientSession, url: str, headers: dict[str
 
         async def read() -> None:
             parser = SseParser()
-            async for raw in resp.content:
-                event = parser.feed(raw.decode().rstrip("\r\n"))
-                stream.comments = parser.comments
-                if event is not None:
-                    stream.events.append((time.monotonic(), event))
-                    stream.arrived.set()
+            try:
+                async for raw in resp.content:
+                    event = parser.feed(raw.decode().rstrip("\r\n"))
+                    stream.comments = parser.comments
+                    if event is not None:
+                        stream.events.append((time.monotonic(), event))
+                        stream.arrived.set()
+            finally:
+                stream.ended.set()
 
         task = asyncio.create_task(read())
         try:

@@ -399,8 +399,12 @@ async def test_stream_limit_per_tenant(harness: Harness, control: Control) -> No
     try:
         async with config_stream(control.http, url, control.tenant.headers) as stream:
             await stream.wait_for(killswitch_off)
-            async with control.http.get(url + "/v1/control/config/stream", headers=control.tenant.headers) as resp:
+            sse = {**control.tenant.headers, "Accept": "text/event-stream"}
+            async with control.http.get(url + "/v1/control/config/stream", headers=sse) as resp:
                 assert resp.status == 429 and (await resp.json())["code"] == "too_many_streams"
+            # A client that does not ask for an event stream is not left hanging on one.
+            async with control.http.get(url + "/v1/control/config/stream", headers=control.tenant.headers) as resp:
+                assert resp.status == 406 and (await resp.json())["code"] == "not_acceptable"
     finally:
         await runner.cleanup()
 
@@ -530,3 +534,20 @@ async def test_access_matrix_on_every_control_route(harness: Harness, control: C
     async with control.http.get(control.url + "/v1/control/config/stream", headers=stream_headers) as resp:
         assert resp.status == 403
     await asyncio.sleep(0)
+
+
+async def test_a_revoked_keys_stream_ends(control: Control) -> None:
+    _, created = await control.call("POST", "/v1/apikeys", {"name": "streamer"}, expect=201)
+    headers = {"Authorization": f"Bearer {created['key']}"}
+
+    async def known() -> bool:
+        async with control.http.get(control.url + "/v1/control/config", headers=headers) as resp:
+            return resp.status == 200
+
+    await eventually(known)
+    async with config_stream(control.http, control.url, headers) as stream:
+        await stream.wait_for(killswitch_off)
+        started = time.monotonic()
+        await control.call("DELETE", f"/v1/apikeys/{created['id']}", expect=200)
+        await asyncio.wait_for(stream.ended.wait(), 10)
+        print(f"stream of a revoked key ended {(time.monotonic() - started) * 1000:.0f} ms after the revocation")

@@ -120,7 +120,8 @@ async def test_decisions_are_reported_in_batches_and_stored(harness: Harness, te
     client = await _client(harness.gateway_url, tenant.key, report_interval_seconds=0.2)
     try:
         for i in range(5):
-            client.decide("reported-model", metadata={"i": i, "obj": object()}, request_key=f"k{i}")
+            metadata = {"i": i, "obj": object(), "huge": 2**80, "nan": float("nan"), "long": "x" * 5000}
+            client.decide("reported-model", metadata=metadata, request_key=f"k{i}")
     finally:
         await asyncio.to_thread(client.close)
     assert client.reports_sent == 5 and client.reports_dropped == 0

@@ -275,9 +275,9 @@ def _control_sdk() -> list[Route]:
                     "Server-Sent Events: the bundle on connect and on every change, live signals, heartbeats",
                     tag,
                     responses={200: None},
-                    errors=(401, 403, 429, 503),
-                    content_type="text/event-stream",
-                    description="Frames: `event: bundle` (id: the ETag), `event: signals`, `: heartbeat` comments.",
+                    errors=(401, 403, 406, 429, 503),
+                    description="Needs `Accept: text/event-stream` (else 406). Frames: `event: bundle` "
+                    "(id: the ETag), `event: signals`, `: heartbeat` comments.",
                 ),
                 "control.config_stream",
             ),

@@ -171,6 +171,5 @@ class ConfigStream:
             wait = self.heartbeat - (time.monotonic() - last_write)
             if self._live.revision(tenant_id) != sent_signals:
                 wait = min(wait, self.signals_every - (time.monotonic() - last_signals))
-                sub.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sub.wake.wait(), max(wait, 0.01))

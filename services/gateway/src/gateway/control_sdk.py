@@ -6,6 +6,8 @@ come from the materialised config log (:mod:`gateway.policy_bundles`), live wind
 signals topic (:mod:`gateway.live_signals`), and the decision is the SDK's own function
 (``trulayer_sdk.policy.decide``).
 
+* The stream is served only to requests that accept ``text/event-stream`` (else 406), so a
+  generic HTTP client is never left hanging on it.
 * ``decide`` answers the decision; ``execute`` enforces it in the status: 503
   ``error.kill_switch_active`` while a kill switch covers the request, 403
   ``error.policy_blocked`` (with ``rule_id``) when a policy or route blocks, else 200 with the
@@ -89,6 +91,9 @@ async def get_config(request: web.Request) -> web.StreamResponse:
 
 async def config_stream(request: web.Request) -> web.StreamResponse:
     principal = request[principal_key]
+    if "text/event-stream" not in request.headers.get("Accept", ""):
+        # A stream never ends: only clients that ask for one get it (EventSource and the SDK do).
+        raise ApiError(406, "This is an event stream: send 'Accept: text/event-stream'", "not_acceptable")
     hub = request.app[stream_hub_key]
     sub = hub.open(principal.tenant.id)
     try:

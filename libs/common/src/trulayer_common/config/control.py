@@ -93,8 +93,9 @@ class ControlConfig:
         self._changed(tenant, int(at.timestamp() * 1000))
 
     def touch(self, tenant_id: str) -> None:
-        """Something a bundle shows besides the control entities changed (a project): bump the
-        tenant's revision (and tell the listeners) without changing its version."""
+        """Something besides the control entities changed that bundles show (a project) or that
+        open streams must re-check (an API key): bump the tenant's revision and tell the
+        listeners, without changing its version."""
         tenant = self._tenants.get(tenant_id)
         if tenant is None:
             tenant = self._tenants[tenant_id] = TenantControl(tenant_id)

@@ -40,6 +40,7 @@ class ConfigState:
                 self._keys_by_hash.pop(old_key.key_hash, None)
             self.api_keys[entity.id] = entity
             self._keys_by_hash[entity.key_hash] = entity
+            self.control.touch(entity.tenant_id)  # open config streams re-check their key
         elif isinstance(entity, AlertRule | Webhook):
             self._apply_alerting(entity)
         elif isinstance(entity, Policy | ModelRoute | KillSwitch | SafeDefault):

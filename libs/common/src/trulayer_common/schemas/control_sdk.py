@@ -9,7 +9,7 @@ batch"), each stored as a row of ``control_decisions`` (``dataSource: configMetr
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,7 +19,16 @@ DecisionKind = Literal["allow", "block", "route"]
 MAX_DECISIONS = 100
 MAX_METADATA_KEYS = 32
 Id = Annotated[str, Field(min_length=1, max_length=256)]
-Metadata = Annotated[dict[str, Any], Field(max_length=MAX_METADATA_KEYS)]
+# Flat values only (like tags): what a configMetrics group-by can use, and nothing a JSON
+# encoder could refuse later (integers beyond 64 bits, NaN).
+MetadataValue = (
+    Annotated[str, Field(max_length=1024)]
+    | bool
+    | Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | None
+)
+Metadata = Annotated[dict[Annotated[str, Field(max_length=128)], MetadataValue], Field(max_length=MAX_METADATA_KEYS)]
 
 
 class _Request(BaseModel):

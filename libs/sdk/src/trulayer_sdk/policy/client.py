@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 import uuid
@@ -44,6 +45,7 @@ STREAM_PATH = "/v1/control/config/stream"
 DECISIONS_PATH = "/v1/control/decisions"
 REPORT_BATCH = 100
 _MAX_METADATA_KEYS = 32
+_MAX_METADATA_CHARS = 1024
 _WARN_EVERY_SECONDS = 30.0
 
 
@@ -55,11 +57,19 @@ class PolicyBlockedError(Exception):
         self.decision = decision
 
 
+def _flat_value(value: Any) -> str | int | float | bool | None:
+    """A metadata value the gateway accepts: flat, finite, 64-bit; anything else as text."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and -(2**63) <= value < 2**63:
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return (value if isinstance(value, str) else str(value))[:_MAX_METADATA_CHARS]
+
+
 def _clean_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in list((metadata or {}).items())[:_MAX_METADATA_KEYS]:
-        out[str(key)[:128]] = value if isinstance(value, str | int | float | bool) or value is None else str(value)
-    return out
+    return {str(k)[:128]: _flat_value(v) for k, v in list((metadata or {}).items())[:_MAX_METADATA_KEYS]}
 
 
 class PolicyClient:
