@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trulayer_common.schemas.evals import EvaluationOut, FeedbackOut
+
 
 class _Response(BaseModel):
     # Clients must ignore unknown fields; the contract tests forbid them so additions are deliberate.
@@ -21,6 +23,12 @@ class ErrorBody(_Response):
     details: list[dict[str, str]] | None = None
     parameter: str | None = None
     retry_after_seconds: int | None = None
+    # Quotas and plan caps (402): the plan's limit, the month's use, when it resets.
+    required_plan: str | None = None
+    limit: int | None = None
+    used: int | None = None
+    resets_at: str | None = None
+    catalog: str | None = Field(default=None, description="unknown metric: where the evaluator catalog is")
 
 
 class IngestResponse(_Response):
@@ -101,8 +109,8 @@ class TraceOut(_Response):
 class TraceDetail(TraceOut):
     spans: list[SpanOut]
     events: list[EventOut]
-    feedback: list[dict[str, Any]]
-    evaluations: list[dict[str, Any]]
+    feedback: list[FeedbackOut]
+    evaluations: list[EvaluationOut]
 
 
 class TraceList(_Response):
