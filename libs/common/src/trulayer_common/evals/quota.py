@@ -49,6 +49,7 @@ class Taken:
 
 class EvalQuota:
     def __init__(self, redis: Redis) -> None:
+        self._redis = redis
         self._take = redis.register_script(_TAKE_LUA)
 
     @staticmethod
@@ -67,3 +68,8 @@ class EvalQuota:
             keys=[self.key(tenant_id, month)], args=[n, limit, expire, "1" if all_or_none else "0"]
         )
         return Taken(int(granted), int(used), next_month)
+
+    async def give_back(self, tenant_id: str, n: int, now: datetime | None = None) -> None:
+        """Return ``n`` taken evaluations that were not accepted after all (a failed produce)."""
+        month, _ = month_bounds(now or datetime.now(UTC))
+        await self._redis.decrby(self.key(tenant_id, month), n)
