@@ -17,7 +17,7 @@ import re2
 from rapidfuzz.distance import Levenshtein
 
 from eval_engine.evaluators.pii import find_pii
-from eval_engine.evaluators.verdict import EvaluationError, Verdict, graded, passed
+from eval_engine.evaluators.verdict import EvaluationError, Label, Verdict, graded, passed
 from eval_engine.trace_view import TraceView
 from trulayer_common.evals import configs as c
 
@@ -151,7 +151,7 @@ def latency_threshold(trace: TraceView, config: c.LatencyThresholdConfig) -> Ver
     if latency <= config.max_ms:
         return Verdict(1.0, "pass", f"{latency:g} ms ≤ {config.max_ms:g} ms")
     score = round(config.max_ms / latency, 4)
-    label = "warn" if latency <= 1.5 * config.max_ms else "fail"
+    label: Label = "warn" if latency <= 1.5 * config.max_ms else "fail"
     return Verdict(score, label, f"{latency:g} ms > {config.max_ms:g} ms")
 
 

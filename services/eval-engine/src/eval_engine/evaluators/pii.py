@@ -62,11 +62,11 @@ def _ssn(match: re2._Match) -> bool:
 
 def _nir(match: re2._Match) -> bool:
     body = "".join(match.groups()[:6]).replace("2A", "19").replace("2B", "18")
-    return 97 - int(body) % 97 == int(match.group(7))
+    return bool(97 - int(body) % 97 == int(match.group(7)))
 
 
 def _dni(match: re2._Match) -> bool:
-    return _DNI_LETTERS[int(match.group(1)) % 23] == match.group(2)
+    return bool(_DNI_LETTERS[int(match.group(1)) % 23] == match.group(2))
 
 
 def _national_ids(text: str) -> int:
