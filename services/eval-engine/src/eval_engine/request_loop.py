@@ -232,7 +232,8 @@ class RequestLoop:
             self._tracker.done(job.tp, job.offset)
 
     async def _commit(self) -> None:
-        assert self._consumer is not None
+        if self._consumer is None:
+            return
         self._last_commit = time.monotonic()
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for tp in self._consumer.assignment():

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from gateway.params import iso
 from gateway.records import produce
 from gateway.resources import config_state, principal_key, settings_key
 from gateway.trace_lookup import find_trace
@@ -29,6 +30,8 @@ async def post_feedback(request: web.Request) -> web.Response:
     tenant_id = principal.tenant.id
     trace = await find_trace(request, tenant_id, body.trace_id)
     project = request.app[config_state].projects.get(trace.project_id)
+    now = datetime.now(UTC)
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # storage keeps milliseconds
     item = feedback_records.Feedback(
         id=str(uuid.uuid4()),
         trace_id=trace.id,
@@ -36,7 +39,7 @@ async def post_feedback(request: web.Request) -> web.Response:
         score=body.score,
         comment=body.comment,
         metadata=body.metadata,
-        created_at=datetime.now(UTC),
+        created_at=now,
         retention_days=project.retention_days_override if project is not None else None,
     )
     value = feedback_records.encode(
@@ -52,7 +55,7 @@ async def post_feedback(request: web.Request) -> web.Response:
             "score": item.score,
             "comment": item.comment,
             "metadata": item.metadata,
-            "created_at": item.created_at.isoformat(),
+            "created_at": iso(item.created_at),
         },
         status=201,
     )
