@@ -144,6 +144,7 @@ async def test_llm_rule_runs_through_the_request_runner(api: Api, judge: FakeJud
 
     got = await eventually(evaluated, timeout=30)
     assert (got["matched"], got["sampled"], got["failed"], got["skipped"]) == (1, 1, 0, 0)
+
     async def stored() -> list[dict[str, Any]]:
         listed = await api.call("GET", f"/v1/eval?trace_id={body['id']}&status=complete", expect=200)
         return list(listed["evaluations"])
