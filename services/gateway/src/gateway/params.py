@@ -11,6 +11,11 @@ from multidict import MultiMapping
 
 from trulayer_common.errors import ApiError
 
+# Times a filter or cursor may name: the engine's DateTime64 cannot hold every Python datetime
+# (year 1 is refused by it), and nothing is stored outside this range anyway.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
 
 def bad_param(name: str, why: str) -> ApiError:
     return ApiError(400, f"Invalid query parameter '{name}': {why}", "invalid_parameter", extra={"parameter": name})
@@ -75,14 +80,21 @@ def parse_time(value: str) -> datetime:
     return datetime.fromtimestamp(number, UTC)
 
 
+def in_time_range(value: datetime) -> bool:
+    return EARLIEST <= value <= LATEST
+
+
 def get_time(query: MultiMapping[str], name: str) -> datetime | None:
     value = get_str(query, name)
     if value is None:
         return None
     try:
-        return parse_time(value)
+        parsed = parse_time(value)
     except (ValueError, OverflowError, OSError):
         raise bad_param(name, "expected an ISO 8601 timestamp or unix seconds") from None
+    if not in_time_range(parsed):
+        raise bad_param(name, f"expected a time from {EARLIEST.date()} to {LATEST.date()}")
+    return parsed
 
 
 def iso(value: datetime | None) -> str | None:
@@ -103,7 +115,12 @@ def encode_cursor(at: datetime, item_id: str) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        at, item_id = orjson.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(at.replace("Z", "+00:00")), str(item_id)
+        raw_at, item_id = orjson.loads(base64.urlsafe_b64decode(padded))
+        at = datetime.fromisoformat(raw_at.replace("Z", "+00:00"))
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
     except Exception:
         raise bad_param("cursor", "not a cursor returned by this API") from None
+    if not in_time_range(at) or not isinstance(item_id, str | int):
+        raise bad_param("cursor", "not a cursor returned by this API")
+    return at, str(item_id)

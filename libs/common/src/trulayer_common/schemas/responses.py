@@ -23,11 +23,14 @@ class ErrorBody(_Response):
     details: list[dict[str, str]] | None = None
     parameter: str | None = None
     retry_after_seconds: int | None = None
-    # Quotas and plan caps (402): the plan's limit, the month's use, when it resets.
-    required_plan: str | None = None
+    # 429 monthly_quota_exceeded and 413 too_many_items say what the bound was and what was asked.
     limit: int | None = None
     used: int | None = None
+    requested: int | None = None
     resets_at: str | None = None
+    items: int | None = None
+    # 402 plan and eval quotas, 400 unknown metric.
+    required_plan: str | None = None
     catalog: str | None = Field(default=None, description="unknown metric: where the evaluator catalog is")
 
 
