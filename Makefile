@@ -79,6 +79,7 @@ test: check
 
 bench: install
 	@$(BIN)/python bench/ingest_bench.py
+	@$(BIN)/python bench/eval_bench.py
 	@$(BIN)/python bench/control_bench.py
 
 # The JSON Schemas of the topic records (docs/topics/*.json), generated from their types.

@@ -13,7 +13,16 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from control_engine import alerting_api, api_keys, guardlayer, killswitch_api, model_routes_api, policies_api, projects
+from control_engine import (
+    alerting_api,
+    api_keys,
+    eval_rules_api,
+    guardlayer,
+    killswitch_api,
+    model_routes_api,
+    policies_api,
+    projects,
+)
 from control_engine.audit import AuditLog
 from control_engine.config_log import ConfigLogWriter
 from control_engine.requests import control_middleware, install_routes
@@ -130,6 +139,7 @@ def create_app(settings: ControlEngineSettings, *, clickhouse: ClickHouse | None
         **api_keys.HANDLERS,
         **guardlayer.HANDLERS,
         **alerting_api.HANDLERS,
+        **eval_rules_api.HANDLERS,
         **killswitch_api.HANDLERS,
         **policies_api.HANDLERS,
         **model_routes_api.HANDLERS,
