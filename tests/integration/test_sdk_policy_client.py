@@ -16,7 +16,7 @@ import aiohttp
 
 from tests.integration.conftest import Harness, Tenant, eventually, free_port
 from tests.integration.control_support import Control
-from trulayer_sdk import PolicyBlockedError, PolicyClient
+from trulayer_sdk.policy import PolicyBlockedError, PolicyClient
 
 
 async def _client(url: str, key: str, **options: Any) -> PolicyClient:

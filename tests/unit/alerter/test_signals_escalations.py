@@ -81,19 +81,20 @@ class _Producer:
         return future
 
 
-async def test_publisher_sends_each_marked_pair_once_with_the_tenants_windows() -> None:
+async def test_publisher_sends_the_latest_state_of_each_pair_once_and_only_for_tenants_with_rules() -> None:
     state = state_with(route("t", minutes=10))
     ev = Evaluator(AlerterSettings(), state, {}, {}, {}, {})
     producer = _Producer()
     publisher = SignalPublisher(AlerterSettings(), state, ev, producer)  # type: ignore[arg-type]
     for ts in (1000.0, 1001.0):
-        outcome = ev.process(msg("t", [[ts, "gpt-4o", 100, 1, 0.01]]))
-        publisher.mark("t", "p", outcome.models, outcome.watermark)
+        publisher.observe("t", "p", ev.process(msg("t", [[ts, "gpt-4o", 100, 1, 0.01]])))
+    publisher.observe("plain", "p", ev.process(msg("plain", [[1000.0, "gpt-4o", 100, 1, 0.01]])))
     assert publisher.windows_of("t") == [DEFAULT_WINDOW_SECS, 600]
     assert publisher.windows_of("other") == [DEFAULT_WINDOW_SECS]
     assert await publisher.publish() == 2  # ("t", "p", "") and ("t", "p", "gpt-4o"), once each
     assert await publisher.publish() == 0
     records = {key: value for _, key, value in producer.sent}
+    assert set(records) == {b"t|p|", b"t|p|gpt-4o"}  # nothing for a tenant without rules
     rec = signals.decode(records[b"t|p|gpt-4o"]).payload
     assert rec.count == 2 and rec.error_rate == 1.0 and [w.window_secs for w in rec.windows] == [300, 600]
     assert rec.as_of.timestamp() == 1001.0

@@ -21,6 +21,8 @@ from trulayer_common.schemas.policies import MAX_RULE_YAML_BYTES, PolicyRuleInpu
         ("1: 2\n", "keys must be strings"),
         ("!!python/object/apply:os.system ['true']", "not valid YAML"),
         ("a: " + "[" * 5000 + "]" * 5000, ""),
+        ("threshold: 2001-13-45\n", "not valid YAML"),
+        ("threshold: !!int 0x\n", "not valid YAML"),
         ("threshold: 0.5\n" + "#" * MAX_RULE_YAML_BYTES, "larger than"),
     ],
 )

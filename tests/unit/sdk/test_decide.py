@@ -298,6 +298,34 @@ CASES: list[tuple[str, PolicyBundle, Signals, DecisionRequest, tuple[Any, ...]]]
         d("allow", "gpt-4o", None, "no_rule"),
     ),
     (
+        "a condition reads its own window length: a 10-minute route ignores the 5-minute window",
+        bundle(
+            routes=[
+                {
+                    **route("r", "error_rate", threshold=0.5),
+                    "condition": {"type": "error_rate", "threshold": 0.5, "window_minutes": 10},
+                }
+            ]
+        ),
+        HOT,
+        REQ,
+        d("allow", "gpt-4o", None, "no_rule"),
+    ),
+    (
+        "… and fires on its own",
+        bundle(
+            routes=[
+                {
+                    **route("r", "error_rate", threshold=0.5),
+                    "condition": {"type": "error_rate", "threshold": 0.5, "window_minutes": 10},
+                }
+            ]
+        ),
+        Signals([WindowStats(P, "gpt-4o", 600, NOW, count=10, error_rate=0.9)]),
+        REQ,
+        d("route", "backup", "r", "route_fallback"),
+    ),
+    (
         "log_only notes and allows",
         bundle(routes=[route("r", action="log_only", model=None)]),
         COLD,

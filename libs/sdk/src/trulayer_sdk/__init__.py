@@ -4,6 +4,6 @@ Policies (fail closed): :class:`PolicyClient` decides locally from the tenant's 
 bundle (:mod:`trulayer_sdk.policy`).
 """
 
-from trulayer_sdk.policy import Decision, PolicyBlockedError, PolicyClient
+from trulayer_sdk.policy import PolicyClient
 
-__all__ = ["Decision", "PolicyBlockedError", "PolicyClient"]
+__all__ = ["PolicyClient"]

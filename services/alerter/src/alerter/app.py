@@ -65,8 +65,7 @@ async def _run(app: web.Application) -> AsyncIterator[None]:
 
         def on_scope(tenant_id: str, project_id: str, outcome: Outcome) -> None:
             if signals is not None:  # set below, before the agents run
-                signals.mark(tenant_id, project_id, outcome.models, outcome.watermark)
-                signals.note_anomalies(outcome.anomalies)
+                signals.observe(tenant_id, project_id, outcome)
 
         streams = build_app(
             settings, reader.state, publisher.publish, app[agent_health_key], on_scope, escalations.handle

@@ -1,18 +1,17 @@
 """Live window summaries for the control plane, published on ``trulayer.signals``.
 
-The evaluator already keeps mergeable buckets per tenant × project (× model); after each
-observation :class:`SignalPublisher.mark` notes which (scope, model) pairs moved and the
-scope's watermark. Every ``ALERTER_SIGNALS_INTERVAL_SECONDS`` the publisher summarises each
-marked pair once (:func:`summary` of the merged window, for every window length the tenant's
-policies and routes read, plus the default 300 s) and sends one record per pair: the rate is
-bounded by the interval whatever the trace rate, and a burst's final state is always sent.
-
-Per-model windows are kept only for tenants whose active policies or enabled routes read live
-windows (``TenantControl.tracks_models``): other tenants cost nothing more than before. The
-project-wide window (model ``""``) is published for every scope. Anomalies detected in a
-project ride along in its records (``anomalies``: type → window end) for
-``max_window_secs``. Publishing is best effort: a failed send is logged and the next change
-sends the state again.
+Only tenants whose active policies or enabled routes read live windows
+(``TenantControl.tracks_models``) are published, and only they get per-model windows: other
+tenants cost nothing more than before. After each observation of such a tenant,
+:meth:`SignalPublisher.observe` (called by the agent, in its stream context: faust tables may
+only be touched there) takes the merged windows of the pairs (project-wide ``""`` and each
+model) the observation moved, for every window length the tenant's rules read plus the default
+300 s, and keeps the latest per pair. Every ``ALERTER_SIGNALS_INTERVAL_SECONDS`` a background
+task summarises each kept pair once (:func:`summary`) and sends one record per pair: the rate
+is bounded by the interval whatever the trace rate, and a burst's final state is always sent.
+Anomalies detected in a project ride along in its records (``anomalies``: type → window end)
+for ``max_window_secs``. Publishing is best effort: a failed send is logged and the next
+change sends the state again.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
 
-from alerter.evaluator import Evaluator
+from alerter.evaluator import Evaluator, Outcome
 from alerter.settings import AlerterSettings
 from alerter.windows import BucketAgg
 from trulayer_common.config import ConfigState
@@ -65,15 +64,20 @@ class SignalPublisher:
         self._config = config
         self._evaluator = evaluator
         self._producer = producer
-        self._dirty: dict[Pair, float] = {}  # pair → watermark
+        self._pending: dict[Pair, tuple[float, dict[int, BucketAgg]]] = {}  # pair → (watermark, windows)
         self._anomalies: dict[tuple[str, str], dict[str, float]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def mark(self, tenant_id: str, project_id: str, models: set[str], watermark: float | None) -> None:
-        if watermark is None:
+    def observe(self, tenant_id: str, project_id: str, outcome: Outcome) -> None:
+        """Keep the windows an observation moved (in the agent's stream context)."""
+        self.note_anomalies(outcome.anomalies)
+        if outcome.watermark is None or not self._config.control.of(tenant_id).tracks_models:
             return
-        for model in models | {""}:
-            self._dirty[(tenant_id, project_id, model)] = watermark
+        scope = f"{tenant_id}|{project_id}"
+        windows = self.windows_of(tenant_id)
+        for model in outcome.models | {""}:
+            merged = {secs: self._evaluator.window(scope, model, outcome.watermark, secs) for secs in windows}
+            self._pending[(tenant_id, project_id, model)] = (outcome.watermark, merged)
 
     def note_anomalies(self, found: list[alert_records.Anomaly]) -> None:
         for anomaly in found:
@@ -84,12 +88,9 @@ class SignalPublisher:
         wanted = {DEFAULT_WINDOW_SECS} | set(self._config.control.of(tenant_id).window_seconds)
         return sorted(w for w in wanted if w <= self._settings.max_window_secs)
 
-    def record(self, pair: Pair, watermark: float) -> signals.WindowSignal:
+    def record(self, pair: Pair, watermark: float, windows: dict[int, BucketAgg]) -> signals.WindowSignal:
         tenant_id, project_id, model = pair
-        scope = f"{tenant_id}|{project_id}"
-        summaries = [
-            summary(self._evaluator.window(scope, model, watermark, secs), secs) for secs in self.windows_of(tenant_id)
-        ]
+        summaries = [summary(window, secs) for secs, window in sorted(windows.items())]
         primary = next(s for s in summaries if s.window_secs == DEFAULT_WINDOW_SECS)
         horizon = watermark - self._settings.max_window_secs
         found = self._anomalies.get((tenant_id, project_id), {})
@@ -105,11 +106,11 @@ class SignalPublisher:
         )
 
     async def publish(self) -> int:
-        """Send a summary of every pair marked since the last call; returns how many were sent."""
-        dirty, self._dirty = self._dirty, {}
+        """Send a summary of every pair observed since the last call; returns how many were sent."""
+        pending, self._pending = self._pending, {}
         sends = []
-        for pair, watermark in dirty.items():
-            record = self.record(pair, watermark)
+        for pair, (watermark, windows) in pending.items():
+            record = self.record(pair, watermark, windows)
             sends.append(self._producer.send(signals.TOPIC, value=signals.encode(record), key=signals.key(record)))
         queued = await asyncio.gather(*sends, return_exceptions=True)
         failed = [q for q in queued if isinstance(q, BaseException)]
@@ -118,7 +119,7 @@ class SignalPublisher:
         if failed:
             FAILED.inc(len(failed))
             log.warning("signals_not_published", failed=len(failed), error=repr(failed[0]))
-        sent = len(dirty) - len(failed)
+        sent = len(pending) - len(failed)
         PUBLISHED.inc(sent)
         return sent
 

@@ -62,6 +62,8 @@ def parse_rule_yaml(text: str) -> dict[str, Any]:
         raise RuleError("rule_yaml", f"not valid YAML: {problem}"[:300]) from None
     except RecursionError:
         raise RuleError("rule_yaml", "nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a scalar its tag cannot build (2001-13-45)
+        raise RuleError("rule_yaml", f"not valid YAML: {exc}"[:300]) from None
     if not isinstance(value, dict):
         raise RuleError("rule_yaml", f"must be a mapping, not {type(value).__name__}")
     if not all(isinstance(k, str) for k in value):

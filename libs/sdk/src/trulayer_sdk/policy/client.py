@@ -265,7 +265,7 @@ class PolicyClient:
                 continue
             try:
                 self._follow_stream()
-            except (httpx.HTTPError, ValueError) as exc:
+            except Exception as exc:  # any failure of the stream (closing it from close() included)
                 if self._stop.is_set():
                     return
                 self._unreachable(exc)
