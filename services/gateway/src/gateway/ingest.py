@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -99,8 +100,18 @@ def prepare(trace: TraceRequest, project_id: str, project_name_sent: str | None,
             event["id"] = new_id()
 
 
-async def accept(request: web.Request, principal: Principal, traces: list[TraceRequest]) -> tuple[list[str], set[str]]:
-    """Produce the new traces; returns (all ids in order, ids that were duplicates)."""
+async def accept(
+    request: web.Request,
+    principal: Principal,
+    traces: list[TraceRequest],
+    dedup_keys: Sequence[str] | None = None,
+) -> tuple[list[str], set[str]]:
+    """Produce the new traces; returns (all ids in order, the dedup keys found to be duplicates).
+
+    ``dedup_keys``, one per trace, name what a re-sent request repeats; by default the trace
+    ids (then the duplicates are ids). OTLP passes one key per part of a trace, since the
+    spans of one trace id arrive over several exports (:mod:`gateway.otlp`).
+    """
     state = request.app[config_state]
     received_at = datetime.now(UTC)
     projects: dict[str | None, str] = {}  # a batch names few projects: resolve each once
@@ -117,15 +128,16 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
     ids: list[str] = [t["id"] for t in traces]  # type: ignore[misc]  # prepare() filled every id
     tenant_id = principal.tenant.id
     dedup = request.app[dedup_key]
-    duplicates = await dedup.seen(tenant_id, ids)
+    keys = list(dedup_keys) if dedup_keys is not None else ids
+    duplicates = await dedup.seen(tenant_id, keys)
     # A batch may repeat an id: the first occurrence is kept, the rest are duplicates.
     fresh: list[TraceRequest] = []
-    taken: set[str] = set()
-    for trace_id, trace in zip(ids, traces, strict=True):
-        if trace_id in duplicates or trace_id in taken:
-            duplicates.add(trace_id)
+    taken: dict[str, None] = {}  # keys of fresh, in order
+    for item_key, trace in zip(keys, traces, strict=True):
+        if item_key in duplicates or item_key in taken:
+            duplicates.add(item_key)
             continue
-        taken.add(trace_id)
+        taken[item_key] = None
         fresh.append(trace)
     if fresh:
         # The monthly quota counts accepted traces (duplicates are free); 429 before producing.
@@ -154,7 +166,7 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
             log.warning("produce_failed", error=repr(exc), traces=len(fresh))
             raise unavailable("Ingest is temporarily unavailable: the broker did not acknowledge", 2) from exc
         TRACES_ACCEPTED.inc(len(fresh))
-        await dedup.mark(tenant_id, [str(t.get("id")) for t in fresh])
+        await dedup.mark(tenant_id, list(taken))
     TRACES_DUPLICATE.inc(len(duplicates))
     return ids, duplicates
 
