@@ -134,8 +134,10 @@ def _pb_value(value: AnyValue) -> Any:
 
 
 def _finite(value: float) -> float | str:
-    """JSON storage cannot hold NaN or ±Infinity: they are kept as their names."""
-    return value if math.isfinite(value) else str(value)
+    """JSON storage cannot hold NaN or ±Infinity: they are kept as their proto3 JSON names."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
 # -- OTLP JSON ----------------------------------------------------------------------------------
@@ -314,8 +316,6 @@ def _json_value(value: Any) -> Any:
 def _json_double(raw: Any) -> float | str:
     if isinstance(raw, int | float) and not isinstance(raw, bool):
         return _finite(float(raw))
-    if raw in ("NaN", "Infinity", "-Infinity"):
-        return str(raw)
     if isinstance(raw, str):
         try:
             return _finite(float(raw))
