@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import get_args
 
 import orjson
+from pydantic import ValidationError
 
 from control_engine.cli import create_tenant_via_kafka
 from control_engine.session_tokens import mint_session_token
@@ -27,6 +28,7 @@ from trulayer_common import runtime
 from trulayer_common.config import ConfigLogReader, Plan, hash_api_key
 from trulayer_common.kafka import ensure_topics
 from trulayer_common.logging import configure_logging
+from trulayer_common.secret_box import generate_key_spec
 from trulayer_common.settings import ServiceSettings
 from trulayer_local import infra
 from trulayer_local.stack import LocalStack, default_services
@@ -53,6 +55,7 @@ def export_service_env(cfg: infra.InfraConfig) -> None:
     os.environ.setdefault("CLICKHOUSE_URL", f"chdb://{cfg.data_dir / 'clickhouse'}")
     os.environ.setdefault("ALERTER_DATA_DIR", str(cfg.data_dir / "alerter"))
     os.environ.setdefault("SESSION_HS256_SECRET", local_session_secret(cfg.data_dir))
+    os.environ.setdefault("CONFIG_SECRET_KEYS", local_config_secret_keys(cfg.data_dir))
 
 
 def local_session_secret(data_dir: Path) -> str:
@@ -62,6 +65,17 @@ def local_session_secret(data_dir: Path) -> str:
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def local_config_secret_keys(data_dir: Path) -> str:
+    """The key that seals webhook secrets on the local config log: made once per data dir
+    (mode 600), like the session secret; the secrets sealed with it open after a restart."""
+    path = data_dir / "config-secret.keys"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(generate_key_spec("local1"))
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -148,6 +162,9 @@ def up(repo: Path) -> int:
     except infra.InfraError as exc:
         print(f"[up] error: {exc}", file=sys.stderr, flush=True)
         return 1
+    except ValidationError as exc:  # an unsafe or invalid setting: say which, no traceback
+        print(f"[up] configuration refused: {exc}", file=sys.stderr, flush=True)
+        return 2
     except KeyboardInterrupt:
         pass
     finally:

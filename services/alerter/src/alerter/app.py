@@ -17,7 +17,7 @@ from aiohttp import web
 from alerter.publisher import AlertPublisher
 from alerter.settings import AlerterSettings
 from alerter.start_offsets import pin_start_offsets
-from alerter.streams import build_app, internal_topic_specs
+from alerter.streams import AgentHealth, build_app, internal_topic_specs
 from alerter.webhooks import WebhookDispatcher
 from trulayer_common import topics
 from trulayer_common.config import ConfigLogReader
@@ -30,10 +30,12 @@ settings_key = web.AppKey("settings", AlerterSettings)
 reader_key = web.AppKey("config_reader", ConfigLogReader)
 dispatcher_key = web.AppKey("dispatcher", WebhookDispatcher)
 faust_key = web.AppKey("faust_app", faust.App)
+agent_health_key = web.AppKey("agent_health", AgentHealth)
 
 
 async def _run(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
+    secrets = settings.secret_box()  # refuses to start without CONFIG_SECRET_KEYS: deliveries are signed
     reader = ConfigLogReader(settings)
     await reader.start()
     producer = create_producer(settings, client_id=f"{settings.service_name}-alerts")
@@ -42,13 +44,13 @@ async def _run(app: web.Application) -> AsyncIterator[None]:
     try:
         await producer.start()
         publisher = AlertPublisher(producer, reader.state)
-        dispatcher = WebhookDispatcher(settings, publisher.record_attempt, publisher.mark_delivered)
+        dispatcher = WebhookDispatcher(settings, publisher.record_attempt, publisher.mark_delivered, secrets)
         await dispatcher.start()
         publisher.dispatcher = dispatcher
         await ensure_topics(settings, internal_topic_specs(settings))
         if settings.alerter_start_from == "latest":
             await pin_start_offsets(settings, [topics.TRACES, topics.EVAL_RESULTS])
-        stream_app = build_app(settings, reader.state, publisher.publish)
+        stream_app = build_app(settings, reader.state, publisher.publish, app[agent_health_key])
         await stream_app.start()
         app[reader_key] = reader
         app[dispatcher_key] = dispatcher
@@ -67,6 +69,7 @@ async def _run(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: AlerterSettings) -> web.Application:
     app = web.Application()
     app[settings_key] = settings
+    app[agent_health_key] = AgentHealth()
     app.cleanup_ctx.append(_run)
 
     async def config_ready() -> bool:
@@ -77,5 +80,7 @@ def create_app(settings: AlerterSettings) -> web.Application:
         stream_app = app.get(faust_key)
         return stream_app is not None and bool(stream_app.started) and not stream_app.should_stop
 
-    add_health_routes(app, {"config": config_ready, "streams": streams_ready})
+    add_health_routes(
+        app, {"config": config_ready, "streams": streams_ready}, {"agents": app[agent_health_key].liveness}
+    )
     return app

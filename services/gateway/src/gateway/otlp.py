@@ -37,6 +37,7 @@ from gateway.resources import principal_key, settings_key
 from trulayer_common.errors import ApiError
 from trulayer_common.http import json_response, read_limited
 from trulayer_common.logging import get_logger
+from trulayer_common.schemas.bounds import MAX_ITEMS_PER_REQUEST, item_count
 from trulayer_common.schemas.ingest import TraceRequest
 
 log = get_logger(__name__)
@@ -66,7 +67,7 @@ async def otlp_traces(request: web.Request) -> web.Response:
     budget = settings.kafka_max_message_bytes * 3 // 4
     accepted = 0
     for parts, keys, count in _records(mapped, budget):
-        await accept(request, principal, parts, keys)
+        await accept(request, principal, parts, dedup_keys=keys)
         accepted += count
     OTLP_SPANS.labels("accepted").inc(accepted)
     if mapped.rejected:
@@ -76,25 +77,28 @@ async def otlp_traces(request: web.Request) -> web.Response:
 
 
 def _records(mapped: MappedExport, budget: int) -> list[tuple[list[TraceRequest], list[str], int]]:
-    """The parts grouped so that each group's Kafka record stays within ``budget`` bytes; a part
-    too large for a record on its own is rejected (its spans counted in the answer)."""
+    """The parts grouped so that each group's Kafka record stays within ``budget`` bytes and the
+    spans and events a JSON request may carry (``MAX_ITEMS_PER_REQUEST``); a part too large for
+    a record on its own is rejected (its spans counted in the answer)."""
     groups: list[tuple[list[TraceRequest], list[str], int]] = []
     parts: list[TraceRequest] = []
     keys: list[str] = []
-    spans = size = 0
+    spans = size = items = 0
     for part, key, count in zip(mapped.parts, mapped.dedup_keys, mapped.spans, strict=True):
         part_size = len(orjson.dumps(part, option=_DATETIMES))
+        part_items = item_count(part)
         if part_size > budget:
             mapped.rejected += count
             mapped.examples.append(f"trace {part['id']}: {count} span(s) too large for one record ({part_size} bytes)")
             continue
-        if parts and size + part_size > budget:
+        if parts and (size + part_size > budget or items + part_items > MAX_ITEMS_PER_REQUEST):
             groups.append((parts, keys, spans))
-            parts, keys, spans, size = [], [], 0, 0
+            parts, keys, spans, size, items = [], [], 0, 0, 0
         parts.append(part)
         keys.append(key)
         spans += count
         size += part_size
+        items += part_items
     if parts:
         groups.append((parts, keys, spans))
     return groups

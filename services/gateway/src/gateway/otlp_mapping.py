@@ -33,7 +33,8 @@ Mapping (old and new GenAI semantic-convention names are both read):
 
 Rejected spans (OTLP partial success, counted and named in the answer): ids that are not 16/8
 bytes or all zero, no start time, an end before the start, times outside the window JSON ingest
-accepts, or wire values of the wrong type. Parts hold at most :data:`MAX_SPANS_PER_PART` spans
+accepts (:mod:`trulayer_common.schemas.bounds`), a span longer than 7 days, or wire values of
+the wrong type. Parts hold at most :data:`MAX_SPANS_PER_PART` spans
 and as many events, the fan-out JSON ingest accepts per trace: a larger trace is cut in parts.
 """
 
@@ -44,21 +45,26 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from gateway.otlp_wire import OtlpEvent, OtlpSpan
+from trulayer_common.schemas.bounds import (
+    MAX_COST,
+    MAX_EVENTS_PER_TRACE,
+    MAX_FUTURE,
+    MAX_LATENCY_MS,
+    MAX_PAST,
+    MAX_SPANS_PER_TRACE,
+    MAX_TOKENS,
+)
 from trulayer_common.schemas.ingest import TraceRequest
 
 # The bounds of JSON ingest (docs/limits.md): a part never holds what a trace could not.
-MAX_SPANS_PER_PART = 1_000
-MAX_EVENTS_PER_PART = 1_000
-MAX_PAST = timedelta(days=365)
-MAX_FUTURE = timedelta(days=1)
-MAX_TOKENS = 1_000_000_000
-MAX_COST = 1_000_000.0
+MAX_SPANS_PER_PART = MAX_SPANS_PER_TRACE
+MAX_EVENTS_PER_PART = MAX_EVENTS_PER_TRACE
 MAX_NAME_CHARS = 1024
 MAX_ID_CHARS = 256
 MAX_EXAMPLES = 5  # rejected spans named in the answer's errorMessage
@@ -151,6 +157,8 @@ def _problem(span: OtlpSpan, low: int, high: int) -> str | None:
         return "ends before it starts"
     if span.start_unix_nano < low or max(span.start_unix_nano, span.end_unix_nano) > high:
         return "timestamps outside the accepted window (365 days before to 1 day after receipt)"
+    if span.end_unix_nano and (span.end_unix_nano - span.start_unix_nano) / 1e6 > MAX_LATENCY_MS:
+        return "lasts longer than 7 days"
     return None
 
 

@@ -243,21 +243,29 @@ def _json_id(value: Any, size: int, name: str) -> str:
     return decoded.hex()
 
 
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+
+
 def _int64(value: Any, name: str) -> int:
+    """A 64-bit integer (timestamps are fixed64, attribute ints int64) as number or string."""
     if value is None:
         return 0
     if isinstance(value, bool):
         raise _Bad(f"{name} is not an integer")
     if isinstance(value, int):
-        return value
-    if isinstance(value, str):
+        number = value
+    elif isinstance(value, str):
         try:
-            return int(value)
+            number = int(value)
         except ValueError:
             raise _Bad(f"{name} is not an integer") from None
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise _Bad(f"{name} is not an integer")
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    else:
+        raise _Bad(f"{name} is not an integer")
+    if not _INT64_MIN <= number <= _UINT64_MAX:
+        raise _Bad(f"{name} does not fit in 64 bits")
+    return number
 
 
 def _enum(value: Any, names: Mapping[str, int], field_name: str) -> int:

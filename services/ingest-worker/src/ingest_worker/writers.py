@@ -2,8 +2,10 @@
 defined by a topic, a consumer group, a pure transform and the tables it writes.
 
 * traces: ``trulayer.traces`` → ``traces``, ``spans``, ``events`` (:mod:`ingest_worker.rows`),
-  batched by trace count and time (``BATCH_MAX_TRACES``, ``BATCH_MAX_WAIT_MS``); the trace rows
-  of OTLP traces are derived from their stored spans after each write
+  batched by trace count and time (``BATCH_MAX_TRACES``, ``BATCH_MAX_WAIT_MS``); a record heavy
+  with spans and events counts a tenth of its rows if that is more, so that one batch holds at
+  most 10 × ``BATCH_MAX_TRACES`` rows (its memory is bounded whatever the traces carry). The
+  trace rows of OTLP traces are derived from their stored spans after each write
   (:mod:`ingest_worker.trace_parts`).
 * alerts: ``trulayer.alerts`` → ``alert_events``, ``webhook_deliveries``, ``anomalies``, each
   record to the table of its kind (``topics.alerts.table_row``), on a group of its own so the
@@ -23,6 +25,7 @@ from trulayer_common.consumer import BatchingConsumer, BatchPolicy, Record
 from trulayer_common.topics import alerts, traces
 
 TableWriter = BatchingConsumer[TableRows]
+ROWS_PER_TRACE_UNIT = 10
 
 
 def trace_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> TableWriter:
@@ -37,7 +40,9 @@ def trace_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> Tabl
         topic=traces.TOPIC,
         group_id=settings.worker_group_id,
         transform=transform,
-        sink=TracePartSink(clickhouse, insert_settings=INSERT_SETTINGS),
+        sink=TracePartSink(
+            clickhouse, counted_table="traces", rows_per_unit=ROWS_PER_TRACE_UNIT, insert_settings=INSERT_SETTINGS
+        ),
         policy=BatchPolicy(
             max_size=settings.batch_max_traces,
             max_wait_ms=settings.batch_max_wait_ms,
