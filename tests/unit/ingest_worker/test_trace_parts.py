@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ingest_worker.rows import TRACE_PARTS, complete_trace_row, to_rows
-from ingest_worker.trace_parts import derive
+from ingest_worker.trace_parts import derive, summarize
 from trulayer_common.topics import traces
 
 RECEIVED = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
@@ -120,3 +120,63 @@ def test_only_parts_holding_their_root_count_for_the_alerter() -> None:
     header = traces.decode_points(traces.encode_points("t1", RECEIVED, sent))  # type: ignore[arg-type]
     assert [p[2] for p in header["groups"]["p1"]] == [5, None]
     assert traces.points_of(traces.decode(_record(*sent))) == header
+
+
+def test_summarize_in_memory_gives_the_columns_the_query_gives() -> None:
+    spans = [
+        {
+            "id": "c1",
+            "parent_span_id": "r",
+            "name": "llm",
+            "type": "llm",
+            "model": "m-1",
+            "input": [{"q": 1}],
+            "output": "first",
+            "prompt_tokens": 5,
+            "completion_tokens": 1,
+            "cost": 0.25,
+            "error": "flaky",
+            "start_time": "2026-03-07T11:59:01Z",
+            "end_time": "2026-03-07T11:59:02Z",
+            "metadata": '{"session.id": "s-7"}',
+        },
+        {
+            "id": "c2",
+            "parent_span_id": "r",
+            "name": "llm2",
+            "type": "llm",
+            "model": "m-2",
+            "output": "last",
+            "prompt_tokens": 7,
+            "completion_tokens": 2,
+            "start_time": "2026-03-07T11:59:02Z",
+            "end_time": "2026-03-07T11:59:03Z",
+            "metadata": {},
+        },
+    ]
+    placeholder = summarize([*spans, dict(spans[0])])  # the same span twice counts once
+    assert (placeholder["n_spans"], placeholder["sum_prompt"], placeholder["sum_completion"]) == (2, 12, 3)
+    assert (placeholder["roots"], placeholder["first_name"], placeholder["first_error"]) == (0, "llm", "flaky")
+    assert (placeholder["llm_model"], placeholder["llm_input"], placeholder["llm_output"]) == (
+        "m-1",
+        [{"q": 1}],
+        "last",
+    )
+    assert (placeholder["sum_cost"], placeholder["n_costed"], placeholder["session_id"]) == (0.25, 1, "s-7")
+    trace = derive(PART, placeholder)
+    assert (trace["name"], trace["error"], trace["latency_ms"], trace["session_id"]) == ("llm", "flaky", 2000.0, "s-7")
+
+    root = {
+        "id": "r",
+        "parent_span_id": None,
+        "name": "handle",
+        "type": "other",
+        "latency_ms": 4000.0,
+        "start_time": "2026-03-07T11:59:00Z",
+        "end_time": "2026-03-07T11:59:04Z",
+        "metadata": "{}",
+    }
+    whole = derive(PART, summarize([*spans, root]))
+    assert (whole["name"], whole["error"], whole["latency_ms"]) == ("handle", None, 4000.0)
+    assert whole["started_at"] == datetime(2026, 3, 7, 11, 59, 0)
+    assert (whole["model"], whole["input"], whole["output"]) == ("m-1", [{"q": 1}], "last")

@@ -82,7 +82,8 @@ def _trace_rows(tenant_id: str, created: str, trace: dict[str, Any], retention_d
     if trace.get("completion_tokens") is None:
         trace["completion_tokens"] = sum(s.get("completion_tokens") or 0 for s in spans)
     if "otlp" in trace:
-        trace.update(tenant_id=tenant_id, created_at=created, retention_days=retention_days)
+        # The part keeps its span rows (the same dicts) for the derivation of its trace row.
+        trace.update(tenant_id=tenant_id, created_at=created, retention_days=retention_days, span_rows=spans)
         out[TRACE_PARTS].append(trace)
     else:
         out["traces"].append(complete_trace_row(trace, tenant_id, created, retention_days, len(spans)))
