@@ -148,7 +148,9 @@ class Bench:
     async def run(self, model: str, seconds: float) -> dict[str, int]:
         counts = {"spans": 0, "traces": 0, "rejected": 0, "errors": 0}
         deadline = time.monotonic() + seconds
-        await asyncio.gather(*(self.client(model, deadline, counts, seed) for seed in range(CLIENTS)))
+        # Fresh ids every run: a re-sent id would be answered as a duplicate (and not stored again).
+        seeds = [random.SystemRandom().getrandbits(64) for _ in range(CLIENTS)]
+        await asyncio.gather(*(self.client(model, deadline, counts, seed) for seed in seeds))
         return counts
 
     async def stored(self, model: str, since: datetime) -> tuple[int, int]:
