@@ -117,7 +117,7 @@ async def run_stack(cfg: infra.InfraConfig) -> None:
     # Before the services start: each one reads the config log up to its end before serving,
     # so the key printed below is accepted from the first request.
     tenant = await bootstrap_tenant(cfg.data_dir / "bootstrap.json")
-    _say("starting the services (control-engine, ingest-worker, gateway) on embedded chDB")
+    _say("starting the services (control-engine, ingest-worker, alerter, eval-engine, gateway) on embedded chDB")
     urls = await stack.start()
     runtime.settle_gc()
     session = mint_session_token(ControlEngineSettings(), tenant["tenant_id"], "owner")

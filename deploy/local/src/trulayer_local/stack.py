@@ -19,6 +19,8 @@ from alerter.app import create_app as create_alerter
 from alerter.settings import AlerterSettings
 from control_engine.app import create_app as create_control_engine
 from control_engine.settings import ControlEngineSettings
+from eval_engine.app import create_app as create_eval_engine
+from eval_engine.settings import EvalEngineSettings
 from gateway.app import create_app as create_gateway
 from gateway.settings import GatewaySettings
 from ingest_worker.app import create_app as create_ingest_worker
@@ -68,6 +70,7 @@ def default_services(clickhouse_url: str | None = None) -> list[ServiceSpec]:
     )
     worker = IngestWorkerSettings(**overrides)  # type: ignore[arg-type]
     alerter = AlerterSettings(**overrides)  # type: ignore[arg-type]
+    evals = EvalEngineSettings(**overrides)  # type: ignore[arg-type]
     return [
         ServiceSpec(
             "control-engine",
@@ -78,6 +81,13 @@ def default_services(clickhouse_url: str | None = None) -> list[ServiceSpec]:
         ServiceSpec("ingest-worker", lambda ch: create_ingest_worker(worker, clickhouse=ch), worker.worker_host, None),
         # The faust app runs on this same loop (started in the alerter's cleanup_ctx).
         ServiceSpec("alerter", lambda _ch: create_alerter(alerter), alerter.alerter_host, None),
+        # Its loops run on this loop too; it shares the embedded chDB (reads stored traces).
+        ServiceSpec(
+            "eval-engine",
+            lambda ch: create_eval_engine(evals, clickhouse=ch),
+            evals.eval_engine_host,
+            None,
+        ),
         ServiceSpec(
             "gateway",
             lambda ch: create_gateway(gateway, clickhouse=ch),
