@@ -215,3 +215,20 @@ def test_constructor_checks_like_the_public_sdk() -> None:
         legacy = TruLayerClient(api_key="k", project_id="p", endpoint=DOWN)
     assert legacy.project_name == "p"
     legacy.shutdown(0)
+
+
+def test_feedback_on_a_trace_not_stored_yet_is_retried() -> None:
+    with fake_api() as (api, url):
+        answers = iter([(404, {"code": "not_found"}, {})] * 2)
+        api.answer = lambda path, body: next(answers, (201, {}, {})) if path == "/v1/feedback" else (201, {}, {})
+        tl = client(url)
+        tl.feedback("tr-1", "bad")
+        result = tl.flush(30)
+        assert (result.sent, result.dropped) == (1, 0)
+        assert [p for p, _ in api.requests] == ["/v1/feedback"] * 3
+        # A trace that never appears: the feedback is dropped as rejected after a few tries.
+        api.answer = lambda path, body: (404, {"code": "not_found"}, {})
+        tl.feedback("tr-unknown", "bad")
+        result = tl.flush(120)
+        assert (result.sent, result.dropped, tl.stats().rejected) == (0, 1, 1)
+        tl.shutdown(1)

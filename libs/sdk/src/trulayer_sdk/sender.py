@@ -5,7 +5,7 @@ The application's threads only append to a :class:`~trulayer_sdk.buffer.DropOlde
 
 * **Batches**: traces go ``POST /v1/ingest/batch`` at most ``batch_size`` (≤ 100) at a time,
   when that many are waiting or every ``flush_interval`` seconds; feedback goes one item per
-  ``POST /v1/feedback``.
+  ``POST /v1/feedback`` (a 404 is retried a few times: the trace may be on its way).
 * **Failures that may pass** (network errors, 408, 429, 5xx): the batch goes back to the
   front of the buffer and the next attempt waits an exponential backoff with full jitter (at
   least ``Retry-After``). Meanwhile the buffer keeps accepting; when it is full the oldest
@@ -50,6 +50,7 @@ logger = logging.getLogger("trulayer")
 FailureMode = Literal["log", "throw"]
 MAX_BATCH = 100  # the API's bound on a batch request
 LOG_INTERVAL_SECONDS = 10.0
+FEEDBACK_NOT_FOUND_RETRIES = 6  # about 13 s for a trace to be stored before its feedback is dropped
 _RETRYABLE = frozenset({408, 425, 429})
 _ARCHIVED = "error.project.archived"
 _VERSION = "0.1.0"
@@ -81,6 +82,7 @@ class IngestStats:
 class Item:
     kind: Literal["trace", "feedback"]
     payload: dict[str, Any]
+    not_found: int = 0  # 404s so far (feedback on a trace not stored yet)
 
 
 def _same_kind(a: Item, b: Item) -> bool:
@@ -284,6 +286,14 @@ class BackgroundSender:
             return
         if status in _RETRYABLE or status >= 500:
             self._retry(batch, _retry_after(response), f"HTTP {status}")
+            return
+        if status == 404 and batch[0].kind == "feedback" and batch[0].not_found < FEEDBACK_NOT_FOUND_RETRIES:
+            # Feedback on a trace sent moments ago: the trace may not be stored yet. Not an
+            # outage: a short wait of its own (0.25 s doubling, at most 5 s), no backoff.
+            delay = min(0.25 * 2 ** batch[0].not_found, 5.0)
+            batch[0].not_found += 1
+            self._drop(self.buffer.put_back(batch))
+            self._next_attempt = time.monotonic() + delay
             return
         if len(batch) > 1:  # isolate what the API refuses; send the rest
             half = len(batch) // 2
