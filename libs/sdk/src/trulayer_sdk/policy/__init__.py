@@ -4,8 +4,9 @@
 :func:`decide` is the decision semantics the gateway shares (:mod:`trulayer_sdk.policy.decisions`).
 """
 
+from trulayer_sdk.errors import PolicyBlockedError
 from trulayer_sdk.policy.bundle import BundleError, KillSwitch, ModelRoute, Policy, PolicyBundle, SafeDefault
-from trulayer_sdk.policy.client import PolicyBlockedError, PolicyClient
+from trulayer_sdk.policy.client import PolicyClient
 from trulayer_sdk.policy.decisions import Decision, DecisionRequest, decide, rollout_bucket, safe_default_decision
 from trulayer_sdk.policy.signals import NO_SIGNALS, Signals, WindowStats
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from trulayer_sdk.errors import PolicyBlockedError
 from trulayer_sdk.policy.bundle import PolicyBundle, SafeDefault
 from trulayer_sdk.policy.decisions import Decision, DecisionRequest, decide, safe_default_decision
 from trulayer_sdk.policy.signals import NO_SIGNALS, Signals
@@ -47,14 +48,6 @@ REPORT_BATCH = 100
 _MAX_METADATA_KEYS = 32
 _MAX_METADATA_CHARS = 1024
 _WARN_EVERY_SECONDS = 30.0
-
-
-class PolicyBlockedError(Exception):
-    """Raised by :meth:`PolicyClient.check` (and the OpenAI instrumentation) for a ``block``."""
-
-    def __init__(self, decision: Decision) -> None:
-        super().__init__(f"blocked by TruLayer policy: {decision.reason} (rule {decision.rule_id or '-'})")
-        self.decision = decision
 
 
 def _flat_value(value: Any) -> str | int | float | bool | None:
@@ -176,7 +169,8 @@ class PolicyClient:
         return decision
 
     def check(self, model: str, project_id: str | None = None, **kwargs: Any) -> Decision:
-        """:meth:`decide`, raising :class:`PolicyBlockedError` when the decision is ``block``."""
+        """:meth:`decide`, raising :class:`~trulayer_sdk.errors.PolicyBlockedError` (the SDK's one
+        policy error, the OpenAI instrumentation's too) when the decision is ``block``."""
         decision = self.decide(model, project_id, **kwargs)
         if decision.blocked:
             raise PolicyBlockedError(decision)
