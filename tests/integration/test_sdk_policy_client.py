@@ -1,7 +1,8 @@
 """The SDK's policy client against the real gateway (issue 14, "control fails closed"): a
 kill switch pushed to a connected client; the gateway stopped → the cached bundle while its
 TTL lasts, then the tenant's safe default; no bundle ever → the client's safe default; 304s
-keep a polling client's bundle fresh; decisions reported in batches and stored.
+keep a polling client's bundle fresh; decisions reported in batches and stored; the OpenAI
+instrumentation enforcing the real client.
 
 The client is synchronous (threads); it is created and closed off the event loop, which
 serves the gateway in this same process."""
@@ -16,6 +17,8 @@ import aiohttp
 
 from tests.integration.conftest import Harness, Tenant, eventually, free_port
 from tests.integration.control_support import Control
+from tests.integration.test_sdk_openai import FakeOpenAI, fake_openai, sync_openai, tl  # noqa: F401 - fixtures
+from trulayer_sdk import TruLayerClient
 from trulayer_sdk.policy import PolicyBlockedError, PolicyClient
 
 
@@ -138,3 +141,49 @@ async def test_decisions_are_reported_in_batches_and_stored(harness: Harness, te
     rows = await eventually(stored, timeout=30)
     assert [r["request_id"] for r in rows] == [f"k{i}" for i in range(5)]
     assert {(r["decision"], r["source"], r["project_id"]) for r in rows} == {("allow", "sdk", tenant.project_id)}
+
+
+async def test_the_openai_instrumentation_enforces_the_real_policy_client(
+    harness: Harness,
+    http: aiohttp.ClientSession,
+    tenant: Tenant,
+    tl: TruLayerClient,  # noqa: F811 - the fixture
+    fake_openai: FakeOpenAI,  # noqa: F811 - the fixture
+) -> None:
+    """``TruLayerClient(policy=PolicyClient(...))``: a model route swaps the model of the call,
+    the kill switch makes the call raise before it leaves, both decided locally."""
+    control = Control(harness, http, tenant)
+    await control.call(
+        "POST",
+        "/v1/model-routes",
+        {"name": "cheaper", "condition": {"type": "always"}, "models": ["gpt-4"],
+         "action": {"type": "fallback_model", "model": "gpt-4o-mini"}},
+        expect=201,
+    )  # fmt: skip
+    policy = await _client(harness.gateway_url, tenant.key, report_interval_seconds=0.2)
+    tl.policy = policy
+    try:
+        await _until(lambda: policy.decide("gpt-4").decision == "route")
+
+        def routed() -> None:
+            sync_openai(fake_openai).chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "a"}])
+
+        await asyncio.to_thread(routed)
+        assert [r["model"] for r in fake_openai.requests] == ["gpt-4o-mini"]
+        await control.killswitch(True)
+        await _until(lambda: policy.decide("gpt-4").reason == "kill_switch")
+
+        def stopped() -> PolicyBlockedError:
+            try:
+                sync_openai(fake_openai).chat.completions.create(
+                    model="gpt-4", messages=[{"role": "user", "content": "b"}]
+                )
+            except PolicyBlockedError as exc:
+                return exc
+            raise AssertionError("the call should have been blocked")
+
+        blocked = await asyncio.to_thread(stopped)
+        assert blocked.decision.reason == "kill_switch" and len(fake_openai.requests) == 1
+    finally:
+        tl.policy = None
+        await asyncio.to_thread(policy.close)
