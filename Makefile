@@ -80,6 +80,7 @@ test: check
 bench: install
 	@$(BIN)/python bench/ingest_bench.py
 	@$(BIN)/python bench/eval_bench.py
+	@$(BIN)/python bench/control_bench.py
 	@$(BIN)/python bench/otlp_bench.py
 	@$(BIN)/python bench/sdk_overhead_bench.py
 

@@ -1,7 +1,8 @@
 """TruLayer Python SDK (``trulayer_sdk``): a drop-in for the public ``trulayer`` client API
 with the SLA's fail modes. Ingest fails open: traces are buffered in memory (bounded,
 drop-oldest) and sent in the background with backoff; recording never blocks on the network
-and, by default, never raises. See ``libs/sdk/README.md``.
+and, by default, never raises. Policies fail closed: :class:`PolicyClient` decides locally from
+the tenant's cached policy bundle (:mod:`trulayer_sdk.policy`). See ``libs/sdk/README.md``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from trulayer_sdk.errors import (
     TruLayerFlushError,
 )
 from trulayer_sdk.instruments import instrument_openai, uninstrument_openai
+from trulayer_sdk.policy import PolicyClient
 from trulayer_sdk.pricing import ModelPrice, cost_of
 from trulayer_sdk.sender import FlushResult, IngestStats
 from trulayer_sdk.trace import SpanContext, TraceContext, current_trace
@@ -49,6 +51,7 @@ __all__ = [
     "InvalidAPIKeyError",
     "ModelPrice",
     "PolicyBlockedError",
+    "PolicyClient",
     "PolicyDecider",
     "ProjectArchivedError",
     "SpanContext",

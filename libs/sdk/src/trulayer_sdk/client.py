@@ -28,13 +28,23 @@ DEFAULT_ENDPOINT = "https://api.trulayer.ai"
 
 
 class Decision(Protocol):
-    """What a policy decides for one call (``trulayer_sdk``'s ``PolicyClient.decide``)."""
+    """What a policy decides for one call (``trulayer_sdk``'s ``PolicyClient.decide``). Read-only
+    members, so that an immutable decision (``trulayer_sdk.policy.Decision``) satisfies it."""
 
-    decision: str  # allow | block | route
-    target_model: str | None
-    rule_id: str | None
-    reason: str | None
-    dry_run: bool
+    @property
+    def decision(self) -> str: ...  # allow | block | route
+
+    @property
+    def target_model(self) -> str | None: ...
+
+    @property
+    def rule_id(self) -> str | None: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+    @property
+    def dry_run(self) -> bool: ...
 
 
 class PolicyDecider(Protocol):

@@ -28,6 +28,7 @@ _ERROR_TEXT = {
     402: "Plan upgrade needed or quota exhausted",
     403: "Valid credentials, not allowed (kind, scope, role, tenant, archived project)",
     404: "Not found",
+    406: "Not acceptable: the response type this route serves was not accepted",
     409: "Conflict",
     413: "Body too large",
     415: "Wrong Content-Type",

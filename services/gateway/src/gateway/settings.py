@@ -57,6 +57,16 @@ class GatewaySettings(ServiceSettings):
         default=5.0, description="catch-up with the config log before a read that must see the caller's writes"
     )
 
+    # The SDK surface of the control plane (docs/control-plane.md).
+    control_stream_heartbeat_seconds: float = Field(default=15.0, gt=0, description="SSE comment after this silence")
+    control_stream_write_timeout_seconds: float = Field(default=5.0, gt=0, description="a slower client is dropped")
+    control_stream_max_seconds: float = Field(default=3600.0, gt=0, description="a stream ends (and reconnects) after")
+    control_stream_max: int = Field(default=5000, ge=1, description="open config streams per replica")
+    control_stream_max_per_tenant: int = Field(default=100, ge=1, description="open config streams per tenant")
+    control_signals_push_seconds: float = Field(default=1.0, gt=0, description="live signals pushed at most this often")
+    decision_log_flush_ms: int = Field(default=100, ge=1, description="server decisions are sent to Kafka this often")
+    decision_log_max_pending: int = Field(default=50_000, ge=100, description="server decisions buffered before drops")
+
     # GuardLayer compatibility (POST /api/v1/api-keys creates a tenant without auth).
     guardlayer_compat: bool = False
 

@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ingest_worker.settings import IngestWorkerSettings
-from ingest_worker.writers import TableWriter, alerts_writer, evaluations_writer, feedback_writer, trace_writer
+from ingest_worker.writers import (
+    TableWriter,
+    alerts_writer,
+    decisions_writer,
+    evaluations_writer,
+    feedback_writer,
+    trace_writer,
+)
 from trulayer_common.clickhouse import ClickHouse, clickhouse_for
 from trulayer_common.health import LivenessCheck, add_health_routes, task_liveness
 
@@ -21,11 +28,13 @@ trace_writer_key = web.AppKey("trace_writer", TableWriter)
 alerts_writer_key = web.AppKey("alerts_writer", TableWriter)
 feedback_writer_key = web.AppKey("feedback_writer", TableWriter)
 evaluations_writer_key = web.AppKey("evaluations_writer", TableWriter)
+decisions_writer_key = web.AppKey("decisions_writer", TableWriter)
 WRITERS = (
     ("trace_writer", trace_writer_key, trace_writer),
     ("alerts_writer", alerts_writer_key, alerts_writer),
     ("feedback_writer", feedback_writer_key, feedback_writer),
     ("evaluations_writer", evaluations_writer_key, evaluations_writer),
+    ("decisions_writer", decisions_writer_key, decisions_writer),
 )
 
 

@@ -10,15 +10,17 @@ defined by a topic, a consumer group, a pure transform and the tables it writes.
 * alerts: ``trulayer.alerts`` → ``alert_events``, ``webhook_deliveries``, ``anomalies``, each
   record to the table of its kind (``topics.alerts.table_row``), on a group of its own so the
   trace path never waits for it.
-
 * feedback: ``trulayer.feedback`` → ``feedback``; evaluations: ``trulayer.eval.results`` →
   ``evaluations`` (:mod:`ingest_worker.quality_rows`), each on a group of its own.
+* decisions: ``trulayer.control.decisions`` → ``control_decisions``
+  (:mod:`ingest_worker.decision_rows`), on a group of its own, batched by decision count.
 
-The writers of later topics (decisions) are a transform and a table each.
+A writer of a later topic is a transform and a table.
 """
 
 from __future__ import annotations
 
+from ingest_worker.decision_rows import decision_rows
 from ingest_worker.quality_rows import evaluation_rows, feedback_rows
 from ingest_worker.rows import INSERT_SETTINGS, to_rows
 from ingest_worker.settings import IngestWorkerSettings
@@ -26,7 +28,7 @@ from ingest_worker.trace_parts import TracePartSink
 from trulayer_common.clickhouse import ClickHouse
 from trulayer_common.clickhouse.table_sink import TableRows, TableSink
 from trulayer_common.consumer import BatchingConsumer, BatchPolicy, Record
-from trulayer_common.topics import alerts, eval_results, feedback, traces
+from trulayer_common.topics import alerts, control_decisions, eval_results, feedback, traces
 
 TableWriter = BatchingConsumer[TableRows]
 ROWS_PER_TRACE_UNIT = 10
@@ -69,6 +71,22 @@ def alerts_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> Tab
         transform=alert_rows,
         sink=TableSink(clickhouse),
         policy=BatchPolicy(max_size=5_000, max_wait_ms=200, dlq_max_per_minute=settings.dlq_max_per_minute),
+    )
+
+
+def decisions_rows(record: Record) -> TableRows:
+    return decision_rows(control_decisions.decode(record.value))
+
+
+def decisions_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> TableWriter:
+    return BatchingConsumer(
+        settings,
+        name="decisions",
+        topic=control_decisions.TOPIC,
+        group_id=f"{settings.worker_group_id}-decisions",
+        transform=decisions_rows,
+        sink=TableSink(clickhouse),
+        policy=BatchPolicy(max_size=20_000, max_wait_ms=300, dlq_max_per_minute=settings.dlq_max_per_minute),
     )
 
 
