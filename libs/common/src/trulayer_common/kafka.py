@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import TopicAlreadyExistsError
 
 from trulayer_common.logging import get_logger
@@ -32,6 +33,16 @@ def create_producer(settings: ServiceSettings, *, client_id: str | None = None) 
     )
 
 
+def create_kafka_client(settings: ServiceSettings, *, client_id: str) -> AIOKafkaClient:
+    """A bare client (metadata and connections only), e.g. for the broker health probe."""
+    return AIOKafkaClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        request_timeout_ms=10_000,
+        metadata_max_age_ms=60_000,
+    )
+
+
 def create_consumer(
     settings: ServiceSettings,
     *topics: str,
@@ -39,7 +50,14 @@ def create_consumer(
     client_id: str | None = None,
     auto_offset_reset: str = "earliest",
 ) -> AIOKafkaConsumer:
-    """A consumer that never auto-commits: the caller commits after its writes succeeded."""
+    """A consumer that never auto-commits: the caller commits after its writes succeeded.
+
+    With ``KAFKA_GROUP_INSTANCE_ID`` set (the local stack sets it), a consumer in a group is a
+    static member (``<instance id>-<group id>``): restarted after a crash, it takes its
+    partitions back at once instead of waiting for the dead member's session to expire. Two
+    live consumers of one group must then not share a process's instance id.
+    """
+    instance = settings.kafka_group_instance_id
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -53,6 +71,7 @@ def create_consumer(
         session_timeout_ms=10_000,
         heartbeat_interval_ms=2_000,
         isolation_level="read_uncommitted",
+        group_instance_id=f"{instance}-{group_id}" if instance and group_id else None,
     )
 
 

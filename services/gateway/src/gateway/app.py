@@ -43,6 +43,8 @@ from gateway.resources import (
 from gateway.sessions import JwksCache, SessionVerifier
 from gateway.settings import GatewaySettings
 from gateway.traces import get_trace, list_traces
+from trulayer_common import topics
+from trulayer_common.broker_health import BrokerHealth, broker_health
 from trulayer_common.clickhouse import ClickHouse, clickhouse_for
 from trulayer_common.config import ConfigLogReader
 from trulayer_common.health import add_health_routes
@@ -53,6 +55,7 @@ from trulayer_common.redis import connected_redis, redis_ok
 
 log = get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+broker_health_key = web.AppKey("broker_health", BrokerHealth)
 
 
 @web.middleware
@@ -71,7 +74,9 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     producer = create_producer(app[settings_key])
     await producer.start()  # raises when no broker answers: fail fast
     app[producer_key] = producer
-    yield
+    async with broker_health(app[settings_key], [topics.TRACES]) as health:
+        app[broker_health_key] = health
+        yield
     await producer.stop()
 
 
@@ -143,8 +148,7 @@ def create_app(settings: GatewaySettings, *, clickhouse: ClickHouse | None = Non
     app.on_response_prepare.append(add_rate_limit_headers)
 
     async def kafka_ready() -> bool:
-        producer = app.get(producer_key)
-        return producer is not None and producer.client.cluster.brokers() != set()
+        return app[broker_health_key].healthy
 
     async def redis_ready() -> bool:
         return await redis_ok(app[redis_key])
@@ -153,7 +157,7 @@ def create_app(settings: GatewaySettings, *, clickhouse: ClickHouse | None = Non
         return await app[clickhouse_key].ping()
 
     async def config_ready() -> bool:
-        return app[config_reader_key].ready.is_set()
+        return app[config_reader_key].is_current(settings.config_max_lag_seconds)
 
     add_health_routes(
         app,

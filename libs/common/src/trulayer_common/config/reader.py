@@ -2,13 +2,17 @@
 
 Every replica reads every record (no consumer group). ``ready`` is set once the reader has
 caught up with the end offsets seen at start, so a service never answers from a partial view
-(an API key missing from a half-read log would wrongly be refused).
+(an API key missing from a half-read log would wrongly be refused). After that,
+:meth:`ConfigLogReader.lag_seconds` says how old the view may be: the time since a fetch
+answer last showed every partition read to its end (a broker outage or a reader that falls
+behind makes it grow; services are not ready beyond ``CONFIG_MAX_LAG_SECONDS``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
@@ -32,6 +36,19 @@ class ConfigLogReader:
         self._task: asyncio.Task[None] | None = None
         # Replaced after every fetch round: waiters hold the old one, so no wake-up is missed.
         self._progress = asyncio.Event()
+        # Per partition: wall-clock time (ms) of the last fetch answer that found it read to its end.
+        self._current_at: dict[TopicPartition, float] = {}
+
+    def lag_seconds(self) -> float:
+        """Seconds since the view was last known current (every partition read to its end);
+        infinite before the first catch-up."""
+        if not self.ready.is_set() or not self._current_at:
+            return float("inf")
+        return max(time.time() - min(self._current_at.values()) / 1000, 0.0)
+
+    def is_current(self, max_lag_seconds: float) -> bool:
+        """Readiness: caught up at start and :meth:`lag_seconds` within ``max_lag_seconds``."""
+        return self.lag_seconds() <= max_lag_seconds
 
     async def start(self, timeout: float = 60.0) -> None:
         """Start following and wait until caught up with the log as it is now."""
@@ -74,6 +91,7 @@ class ConfigLogReader:
                     self._apply(message.key, message.value)
             self._progress.set()
             self._progress = asyncio.Event()
+            await self._note_current(consumer)
             if pending:
                 # Position, not the last offset seen: compaction may have removed the record
                 # just before the end offset.
@@ -82,6 +100,13 @@ class ConfigLogReader:
                         del pending[tp]
                 if not pending:
                     self.ready.set()
+
+    async def _note_current(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            polled = consumer.last_poll_timestamp(tp)
+            if high is not None and polled and await consumer.position(tp) >= high:
+                self._current_at[tp] = polled
 
     async def sync(self, timeout: float = 5.0) -> None:
         """Wait until every record acknowledged before this call has been applied.
