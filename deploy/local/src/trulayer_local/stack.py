@@ -175,6 +175,13 @@ class LocalStack:
             except TimeoutError:
                 abandoned.append(spec.name)
                 log.warning("service_stop_abandoned", service=spec.name, seconds=round(share, 1))
+            except asyncio.CancelledError:
+                # aiokafka's consumer.stop() can re-raise the cancellation of its own fetch task
+                # (seen with the broker gone); only a cancellation of this stop() goes on up.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                log.warning("service_stop_failed", service=spec.name, error="cancelled inside its clean-up")
             except Exception as exc:
                 log.warning("service_stop_failed", service=spec.name, error=repr(exc)[:300])
         if abandoned:

@@ -5,9 +5,10 @@
   partition in the batch. A crash between insert and commit redelivers the batch, whose rows
   have the same keys (ReplacingMergeTree), so nothing is stored twice as far as reads go.
 * A failed insert is retried with backoff and never committed past. When the engine is up and
-  still refuses the batch, the fault is in a record: the batch is written record by record and
-  the records the engine refuses go to the dead-letter topic (a poison record must not stall
-  the partition forever).
+  refuses the batch's *data* (a parse or type error, :mod:`ingest_worker.refusals`), the fault
+  is in a record: the batch is written record by record and the records the engine refuses go
+  to the dead-letter topic (a poison record must not stall the partition forever). Any other
+  refusal (disk, read-only table, memory) is retried until the engine takes the batch.
 * On partition revocation the pending batch is written and committed first.
 * :meth:`stop` (SIGTERM) finishes the batch, writes, commits and returns.
 """
@@ -23,6 +24,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from prometheus_client import Counter, Gauge, Histogram
 
 from ingest_worker.dead_letters import DeadLetterQueue
+from ingest_worker.refusals import is_data_error
 from ingest_worker.rows import INSERT_SETTINGS, InvalidRecordError, Rows, to_rows
 from ingest_worker.settings import IngestWorkerSettings
 from trulayer_common import topics
@@ -157,10 +159,15 @@ class IngestWorker:
                 except Exception as exc:
                     attempt += 1
                     WRITE_RETRIES.inc()
-                    if attempt >= 3 and await self.clickhouse.ping():
+                    # Isolate records only when the engine refused the *data* (ingest_worker.refusals);
+                    # a table or disk that refuses every insert is waited out, never dead-lettered.
+                    if attempt >= 3 and is_data_error(exc) and await self.clickhouse.ping():
                         log.error("batch_refused_isolating_records", error=str(exc)[:500], records=len(batch))
-                        await self._write_record_by_record(batch)
-                        break
+                        try:
+                            await self._write_record_by_record(batch)
+                            break
+                        except Exception as isolating:
+                            exc = isolating
                     delay = min(0.2 * 2**attempt, 10.0)
                     log.error("batch_write_failed", error=str(exc)[:500], attempt=attempt, retry_in=delay)
                     await asyncio.sleep(delay)
@@ -177,12 +184,16 @@ class IngestWorker:
                 ROWS_WRITTEN.labels(table).inc(len(batch))
 
     async def _write_record_by_record(self, batch: list[tuple[ConsumerRecord[bytes, bytes], Rows]]) -> None:
-        """Rewriting rows already written is harmless: storage is keyed by ids."""
+        """Rewriting rows already written is harmless: storage is keyed by ids. A record whose
+        data the engine refuses goes to the dead-letter topic; any other failure is raised (the
+        engine is in trouble: the caller retries the whole batch)."""
         assert self._dlq is not None
         for record, rows in batch:
             try:
                 await self._write(rows)
             except Exception as exc:
+                if not is_data_error(exc):
+                    raise
                 await self._dlq.send(record, f"refused by ClickHouse: {exc}"[:4000])
 
     async def stop(self) -> None:
