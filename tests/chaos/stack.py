@@ -34,6 +34,7 @@ class ChaosStack:
     data_dir: Path
     ports: dict[str, int] = field(default_factory=dict)
     proc: asyncio.subprocess.Process | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -70,23 +71,29 @@ class ChaosStack:
             ALERTER_PORT=str(self.ports["alerter"]),
             LOG_LEVEL="WARNING",
         )
+        env.update(self.extra_env)
         return env
 
     @property
     def api_key(self) -> str:
         return str(json.loads((self.data_dir / "bootstrap.json").read_text())["api_key"])
 
+    async def spawn(self) -> int:
+        """Spawn ``trulayer-local up`` and return at once; returns the log offset of this run."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                str(BIN / "trulayer-local"), "up", cwd=REPO, env=self.env, stdout=log, stderr=log
+            )
+        return offset
+
     async def start(self, timeout: float = 240.0) -> float:
         """Spawn ``trulayer-local up``; return once it printed its banner. Returns the seconds
         from the spawn to the gateway's first ``201`` on ``POST /v1/ingest``."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = self.log_path.open("ab")
         spawned = time.monotonic()
-        self.proc = await asyncio.create_subprocess_exec(
-            str(BIN / "trulayer-local"), "up", cwd=REPO, env=self.env, stdout=log, stderr=log
-        )
-        log.close()
+        offset = await self.spawn()
+        assert self.proc is not None
         key: str | None = None
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
             while time.monotonic() - spawned < timeout:
@@ -118,6 +125,10 @@ class ChaosStack:
     async def wait_exit(self, timeout: float) -> int:
         assert self.proc is not None
         return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    def leftovers(self) -> list[str]:
+        """Kafka/Redis of this stack still running."""
+        return [n for n, pid in (("kafka", infra.kafka_pid(self.cfg)), ("redis", infra.redis_pid(self.cfg))) if pid]
 
     async def stop(self, timeout: float = 60.0) -> tuple[int, float]:
         """SIGINT (Ctrl-C); returns (exit code, seconds until the process and Kafka/Redis were gone)."""

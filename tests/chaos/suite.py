@@ -232,6 +232,7 @@ async def _stop_with_dead_broker(ctx: Context) -> None:
     code, took = await ctx.stack.stop()
     ctx.notes["ctrl_c_stop_with_dead_broker_s"] = took
     ctx.notes["ctrl_c_stop_with_dead_broker_exit"] = code
+    ctx.notes["ctrl_c_stop_with_dead_broker_left_running"] = len(ctx.stack.leftovers())
 
 
 def _verify(stack: ChaosStack, outcomes: list[Outcome]) -> None:

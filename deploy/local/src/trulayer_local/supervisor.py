@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from trulayer_common.logging import get_logger
@@ -54,18 +54,20 @@ class InfraSupervisor:
         interval: float = 1.0,
         max_attempts: int = 5,
         first_backoff: float = 1.0,
+        parts: Sequence[Supervised] = SUPERVISED,
     ) -> None:
         self.cfg = cfg
+        self.parts = list(parts)
         self.interval = interval
         self.max_attempts = max_attempts
         self.first_backoff = first_backoff
         self._cancel = threading.Event()
-        self.restarts: dict[str, int] = {s.name: 0 for s in SUPERVISED}
+        self.restarts: dict[str, int] = {p.name: 0 for p in self.parts}
 
     async def run(self) -> None:
         """Watch until cancelled; raises :class:`SupervisionError` when a restart keeps failing."""
         while True:
-            for part in SUPERVISED:
+            for part in self.parts:
                 if part.pid(self.cfg) is None:
                     await self._restart(part)
             await asyncio.sleep(self.interval)
