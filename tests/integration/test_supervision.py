@@ -51,8 +51,7 @@ async def test_supervisor_restarts_redis_then_gives_up_with_the_reason():
         watching.cancel()
         os.kill(second, signal.SIGKILL)
         await asyncio.to_thread(_wait_gone, cfg)
-        blocker.bind(("127.0.0.1", cfg.redis_port))
-        blocker.listen()
+        await asyncio.to_thread(_take_port, blocker, cfg.redis_port)
         supervisor = InfraSupervisor(cfg, interval=0.1, max_attempts=2, first_backoff=0.1, parts=redis_only)
         with pytest.raises(SupervisionError, match=r"redis died and could not be started again .*in use"):
             await asyncio.wait_for(supervisor.run(), 30)
@@ -61,6 +60,21 @@ async def test_supervisor_restarts_redis_then_gives_up_with_the_reason():
         supervisor.close()
         watching.cancel()
         await asyncio.to_thread(infra.stop_redis, cfg)
+
+
+def _take_port(sock: socket.socket, port: int) -> None:
+    """Listen on ``port`` as soon as the killed server's socket is released (it can linger briefly)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _wait_gone(cfg: infra.InfraConfig) -> None:
