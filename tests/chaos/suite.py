@@ -19,6 +19,11 @@ Faults (all real, no mocks):
   Recovery: the fault lifted → everything acknowledged so far readable through the API.
 * ``gateway replica restarted``: a second gateway process takes half the load; it gets SIGTERM
   (a rolling restart) and is started again. Recovery: SIGTERM → the replica ready again.
+
+Measured on the way (``notes``): the gateway's first ``201`` after each ``up`` (first start, after
+the services were killed, after the services, Kafka and Redis were all killed at once), the
+readiness flip after the broker kill, and how long Ctrl-C takes, also right after the broker
+was killed (and what it left running: nothing, or the test fails).
 """
 
 from __future__ import annotations
@@ -192,6 +197,8 @@ async def run_suite(
             code, took = await stack.stop()
             ctx.notes["ctrl_c_stop_s"] = took
             assert code == 0, f"stack exited {code} on Ctrl-C:\n{stack.output()[-3000:]}"
+            await ctx.stack.start()
+            await _restart_after_everything_killed(ctx)
             await _stop_with_dead_broker(ctx)
         finally:
             stack.force_down()
@@ -222,9 +229,19 @@ async def _run_fault(ctx: Context, name: str, run: str) -> Outcome:
     return Outcome(name, model, recovery, note, set(load.acked))
 
 
+async def _restart_after_everything_killed(ctx: Context) -> None:
+    """SIGKILL the stack process, Kafka and Redis at once (a power cut, for the services), then
+    ``trulayer-local up`` again: time until the gateway accepts ingest."""
+    ctx.stack.kill9()
+    for pid in (infra.kafka_pid(ctx.stack.cfg), infra.redis_pid(ctx.stack.cfg)):
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+    await ctx.stack.wait_exit(10)
+    ctx.notes["gateway_answers_after_everything_killed_s"] = await ctx.stack.start()
+
+
 async def _stop_with_dead_broker(ctx: Context) -> None:
-    """Start the stack again, kill its broker, and time Ctrl-C right after."""
-    await ctx.stack.start()
+    """With the stack running again, kill its broker, and time Ctrl-C right after."""
     pid = infra.kafka_pid(ctx.stack.cfg)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
