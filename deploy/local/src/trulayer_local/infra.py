@@ -139,8 +139,10 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _owned_pid(pidfile: Path, *needles: str) -> int | None:
-    """The live pid from ``pidfile`` whose cmdline contains all ``needles``; clears stale pidfiles."""
+def _owned_pid(pidfile: Path, *needles: str, clear_stale: bool = True) -> int | None:
+    """The live pid from ``pidfile`` whose cmdline contains all ``needles``; clears a stale
+    pidfile unless ``clear_stale`` is False (observers must not: the pidfile they found stale
+    may be rewritten by a concurrent start just before they would remove it)."""
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
@@ -148,6 +150,8 @@ def _owned_pid(pidfile: Path, *needles: str) -> int | None:
     cmd = _cmdline(pid)
     if _alive(pid) and all(n in cmd for n in needles):
         return pid
+    if not clear_stale:
+        return None
     _say(f"removing stale pidfile {pidfile} (pid {pid} is gone or not ours)")
     pidfile.unlink(missing_ok=True)
     return None
@@ -409,13 +413,14 @@ def _check_cancel(cancel: threading.Event | None, name: str) -> None:
 
 
 def kafka_pid(cfg: InfraConfig) -> int | None:
-    """The pid of this data dir's broker while it runs (None once it died or was never started)."""
-    return _owned_pid(cfg._kafka_pidfile, KAFKA_MAIN, str(cfg._kafka_props))
+    """The pid of this data dir's broker while it runs (None once it died or was never started).
+    Only looks: a stale pidfile is left for the next start to replace."""
+    return _owned_pid(cfg._kafka_pidfile, KAFKA_MAIN, str(cfg._kafka_props), clear_stale=False)
 
 
 def redis_pid(cfg: InfraConfig) -> int | None:
-    """The pid of this data dir's redis-server while it runs."""
-    return _owned_pid(cfg._redis_pidfile, "redis-server", f":{cfg.redis_port}")
+    """The pid of this data dir's redis-server while it runs (only looks, like :func:`kafka_pid`)."""
+    return _owned_pid(cfg._redis_pidfile, "redis-server", f":{cfg.redis_port}", clear_stale=False)
 
 
 def _start_kafka_locked(cfg: InfraConfig, cancel: threading.Event | None) -> None:
@@ -706,8 +711,8 @@ def stop_all(cfg: InfraConfig, timeout: float = STOP_TIMEOUT_S) -> None:
 
 def status(cfg: InfraConfig) -> dict[str, str]:
     """One human-readable state line per service."""
-    kpid = _owned_pid(cfg._kafka_pidfile, KAFKA_MAIN, str(cfg._kafka_props))
-    rpid = _owned_pid(cfg._redis_pidfile, "redis-server", f":{cfg.redis_port}")
+    kpid = _owned_pid(cfg._kafka_pidfile, KAFKA_MAIN, str(cfg._kafka_props), clear_stale=False)
+    rpid = _owned_pid(cfg._redis_pidfile, "redis-server", f":{cfg.redis_port}", clear_stale=False)
     kup = "answering" if _kafka_answers(cfg.kafka_port) else "not answering"
     rup = "answering" if _redis_answers(cfg.redis_port) else "not answering"
     return {
