@@ -2,7 +2,8 @@
 on their own ports) and a real embedded chDB, with the services composed in this process.
 
 The services run through the same factories as the local stack; the harness keeps a handle on
-the ingest-worker so tests can kill it without a clean shutdown and start a new one.
+the ingest-worker's writers so tests can kill the trace writer without a clean shutdown and
+start a new one.
 """
 
 from __future__ import annotations
@@ -31,9 +32,8 @@ from control_engine.tenants import CreatedTenant, create_tenant
 from gateway.app import create_app as create_gateway
 from gateway.resources import config_state
 from gateway.settings import GatewaySettings
-from ingest_worker.alerts_writer import AlertsWriter
 from ingest_worker.settings import IngestWorkerSettings
-from ingest_worker.worker import IngestWorker
+from ingest_worker.writers import TableWriter, alerts_writer, trace_writer
 from trulayer_common.clickhouse import ClickHouse, apply_migrations, create_clickhouse
 from trulayer_common.config import ConfigState, hash_api_key
 from trulayer_common.kafka import create_producer, ensure_topics
@@ -98,8 +98,13 @@ class Harness:
             kafka_bootstrap_servers=KAFKA, redis_url=REDIS, clickhouse_url=f"chdb://{DATA_DIR / 'chdb'}"
         )
         self.control_port = free_port()
+        # GuardLayer's key creation is served by the control-engine only when it is on there too;
+        # the shared gateway keeps it off (a test starts its own gateway with it on).
         self.control_settings = ControlEngineSettings(
-            **self._shared(), internal_token=INTERNAL_TOKEN, session_hs256_secret=SESSION_SECRET
+            **self._shared(),
+            internal_token=INTERNAL_TOKEN,
+            session_hs256_secret=SESSION_SECRET,
+            guardlayer_compat=True,
         )
         self.gateway_settings = GatewaySettings(
             **self._shared(),
@@ -118,10 +123,10 @@ class Harness:
         )
         self.alerter_app: web.Application | None = None
         self._alerter_runner: web.AppRunner | None = None
-        self.alerts_writer: AlertsWriter
+        self.alerts_writer: TableWriter
         self.clickhouse: ClickHouse
         self.writer: ConfigLogWriter
-        self.worker: IngestWorker
+        self.worker: TableWriter
         self.gateway_url = ""
         self._runner: web.AppRunner | None = None
         self._control_runner: web.AppRunner | None = None
@@ -143,9 +148,9 @@ class Harness:
         self._producer = create_producer(self.base, client_id="tests-control")
         await self._producer.start()
         self.writer = ConfigLogWriter(self._producer)
-        self.worker = IngestWorker(self.worker_settings, self.clickhouse)
+        self.worker = trace_writer(self.worker_settings, self.clickhouse)
         await self.worker.start()
-        self.alerts_writer = AlertsWriter(self.worker_settings, self.clickhouse)
+        self.alerts_writer = alerts_writer(self.worker_settings, self.clickhouse)
         await self.alerts_writer.start()
         self.control_app = create_control_engine(self.control_settings, clickhouse=self.clickhouse)
         self._control_runner = web.AppRunner(self.control_app, access_log=None)
@@ -161,9 +166,9 @@ class Harness:
         await web.TCPSite(runner, "127.0.0.1", port).start()
         return app, runner, f"http://127.0.0.1:{port}"
 
-    async def restart_worker(self, **overrides: Any) -> IngestWorker:
+    async def restart_worker(self, **overrides: Any) -> TableWriter:
         settings = self.worker_settings.model_copy(update=overrides)
-        self.worker = IngestWorker(settings, self.clickhouse)
+        self.worker = trace_writer(settings, self.clickhouse)
         await self.worker.start()
         return self.worker
 

@@ -81,6 +81,13 @@ async def test_bad_requests(harness: Harness, http: aiohttp.ClientSession, tenan
     )
     assert code == 413
     assert (await raw(http, harness, "PATCH", "/v1/alerts/nope", json={"enabled": False}, headers=h))[0] == 404
+    mine = await Api(harness, http, tenant).rule(metric="volume", operator="gt", threshold=1)
+    for field in ("cooldown_minutes", "window_secs", "severity", "enabled", "name", "threshold"):
+        # Found by the OpenAPI fuzzer: a null for a field the rule cannot be without was a 500.
+        code, data = await raw(http, harness, "PATCH", f"/v1/alerts/{mine['id']}", json={field: None}, headers=h)
+        assert code == 400 and f"'{field}'" in data["error"], (field, data)
+    code, data = await raw(http, harness, "PATCH", f"/v1/alerts/{mine['id']}", json={"model": None}, headers=h)
+    assert code == 200 and data["model"] is None
     other = await harness.new_tenant()
     theirs = await Api(harness, http, other).rule(metric="volume", operator="gt", threshold=1)
     assert (await raw(http, harness, "DELETE", f"/v1/alerts/{theirs['id']}", headers=h))[0] == 403

@@ -72,7 +72,7 @@ async def test_clean_stop_writes_and_commits_the_pending_batch(
             f"{harness.gateway_url}/v1/ingest/batch", json={"traces": batch}, headers=tenant.headers
         ) as resp:
             assert resp.status == 201
-        await eventually(lambda: _async(worker.pending_traces >= 30))
+        await eventually(lambda: _async(worker.pending >= 30))
         assert await harness.stored_traces(tenant.id) == []  # held back by the 10-minute window
         await worker.stop()  # what SIGTERM does
         assert len(await harness.stored_traces(tenant.id)) == 30

@@ -7,16 +7,12 @@ import pytest
 
 from alerter.anomalies import Baseline, observe, severity_of
 from alerter.evaluator import Evaluator
-from alerter.observations import (
-    InvalidInputError,
-    observations_from_evaluations,
-    observations_from_points,
-    observations_from_traces,
-)
+from alerter.observations import observations_from_evaluations, observations_from_points, observations_from_traces
 from alerter.settings import AlerterSettings
 from alerter.webhooks import backoff_delay, is_retryable
 from trulayer_common.config import ConfigRecord, ConfigState
 from trulayer_common.config.entities import AlertRule
+from trulayer_common.topics import InvalidRecordError, eval_results
 from trulayer_common.webhook_signature import sign, signed_headers, verify
 
 NOW = datetime.now(UTC)
@@ -121,12 +117,25 @@ def test_observations_event_time_capped_at_receipt() -> None:
     groups = observations_from_traces(envelope)
     assert groups["t|p"]["points"] == [[1704067200.0, "m", 5.0, 1, 0.5]]
     assert groups["t|q"]["points"][0][0] == 1704067140.0
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidRecordError):
         observations_from_traces(b"[1]")
-    evals = observations_from_evaluations(
-        b'{"tenant_id":"t","project_id":"p","metric_name":"hallucination","score":0.7,"created_at":"2024-01-01T00:00:00Z"}'
+    evaluation = eval_results.Evaluation.model_validate(
+        {
+            "id": "e",
+            "trace_id": "a",
+            "project_id": "p",
+            "metric_name": "hallucination",
+            "evaluator_type": "llm",
+            "status": "complete",
+            "score": 0.7,
+            "created_at": "2024-01-01T00:00:00Z",
+        }
     )
+    received = datetime(2024, 1, 1, 0, 1, tzinfo=UTC)
+    evals = observations_from_evaluations(eval_results.encode(evaluation, tenant_id="t", received_at=received))
     assert evals["t|p"]["scores"] == [[1704067200.0, "", "hallucination", 0.7]]
+    pending = evaluation.model_copy(update={"status": "pending", "score": None})
+    assert observations_from_evaluations(eval_results.encode(pending, tenant_id="t")) == {}
 
 
 def test_signature_and_retry_policy() -> None:
@@ -141,7 +150,8 @@ def test_signature_and_retry_policy() -> None:
 
 
 def test_points_header_gives_the_observations_of_the_record() -> None:
-    from trulayer_common.schemas import TRACE, alert_points, trace_envelope
+    from trulayer_common.schemas import TRACE
+    from trulayer_common.topics import traces as trace_records
 
     received = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     traces = [
@@ -153,12 +163,12 @@ def test_points_header_gives_the_observations_of_the_record() -> None:
             {"id": "d", "project_id": "p2", "started_at": "2026-11-22T12:30:00+02:00", "error": ""},
         )
     ]
-    value = trace_envelope(tenant_id="t", project_id="p1", received_at=received, request_id="r", traces=traces)
+    value = trace_records.encode(tenant_id="t", project_id="p1", received_at=received, request_id="r", traces=traces)
     from_value = observations_from_traces(value)
-    from_header = observations_from_points(alert_points("t", received, traces))
+    from_header = observations_from_points(trace_records.encode_points("t", received, traces))
     assert from_header == from_value
     (b,) = [p for p in from_value["t|p1"]["points"] if p[3] == 1]
     assert b[0] == received.timestamp()  # a start in the future is capped at receipt
     assert sorted(from_value) == ["t|p1", "t|p2"]
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidRecordError):
         observations_from_points(b'{"groups": []}')

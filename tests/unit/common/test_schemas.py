@@ -19,8 +19,8 @@ from trulayer_common.schemas import (
     batch_too_large,
     call_to_trace,
     fold_guardlayer_fields,
-    trace_envelope,
 )
+from trulayer_common.topics import traces
 
 SPAN = TypeAdapter(SpanRequest)
 EVENT = TypeAdapter(EventRequest)
@@ -133,7 +133,7 @@ def test_envelope_datetimes_are_utc_with_z():
     naive = TRACE.validate_python({"id": "a", "started_at": "2026-01-01T10:00:00"})
     offset = TRACE.validate_python({"id": "b", "started_at": "2026-01-01T12:00:00+02:00"})
     record = orjson.loads(
-        trace_envelope(
+        traces.encode(
             tenant_id="t",
             project_id="p",
             received_at=datetime(2026, 1, 1, 11, tzinfo=UTC),

@@ -1,4 +1,4 @@
-"""Pure logic of limits, plans and route access (no Redis, no Kafka)."""
+"""Pure logic of limits and plans (no Redis, no Kafka)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.auth import ANY_CREDENTIAL, API_KEY_ONLY, SESSION_ONLY, Principal, RouteAccess
+from gateway.api import gateway_routes
+from gateway.auth import Principal
 from gateway.limits import classify, month_bounds
 from gateway.settings import GatewaySettings
 from trulayer_common.config import ApiKey, PlanCatalog, Tenant, TenantLimits
@@ -54,14 +55,26 @@ def test_environment_overrides_one_value_and_keeps_the_plan_defaults(monkeypatch
         ("GET", "/v1/traces", KEY_PRINCIPAL, "read", "t1"),
         ("GET", "/v1/traces/abc", SESSION_PRINCIPAL, "read", "t1"),
         ("GET", "/v1/metrics", KEY_PRINCIPAL, "read", "t1"),
-        ("POST", "/v1/metrics/query", KEY_PRINCIPAL, "read", "t1"),
         ("GET", "/v1/projects", SESSION_PRINCIPAL, "api", "t1"),
-        ("POST", "/v1/traces", KEY_PRINCIPAL, "api", "t1"),
+        ("POST", "/v1/alerts", KEY_PRINCIPAL, "api", "t1"),
+        ("GET", "/v1/anomalies", KEY_PRINCIPAL, "api", "t1"),
+        ("GET", "/openapi.json", KEY_PRINCIPAL, "none", "t1"),
     ],
 )
-def test_classify(method: str, path: str, principal: Principal, family: str, subject: str):
-    result = classify(method, path, principal, PlanCatalog().starter)
+def test_declared_routes_count_in_their_windows(
+    method: str, path: str, principal: Principal, family: str, subject: str
+):
+    """The limit bucket comes from the route's declaration (gateway.api), not from its path."""
+    specs = {(r.spec.method, r.spec.path): r.spec for r in gateway_routes(GatewaySettings())}
+    template = "/v1/traces/{trace_id}" if path == "/v1/traces/abc" else path
+    result = classify(specs[(method, template)].limit, principal, PlanCatalog().starter)
     assert (result.name, result.subject) == (family, subject)
+
+
+def test_unlimited_bucket_and_sessions_on_ingest():
+    assert classify("none", KEY_PRINCIPAL, PlanCatalog().starter).limit is None
+    # A session can never reach an ingest route, but if it did it would count per tenant.
+    assert classify("ingest", SESSION_PRINCIPAL, PlanCatalog().starter).name == "api"
 
 
 def test_month_bounds_roll_over_the_year():
@@ -70,17 +83,6 @@ def test_month_bounds_roll_over_the_year():
         int(datetime(2027, 1, 1, tzinfo=UTC).timestamp()),
     )
     assert month_bounds(NOW)[0] == "2026-03"
-
-
-def test_route_access_longest_prefix_and_whole_segments():
-    access = RouteAccess()
-    access.allow("/v1/ingest", API_KEY_ONLY)
-    access.allow("/v1/projects", SESSION_ONLY)
-    assert access.kinds_for("/v1/ingest") == API_KEY_ONLY
-    assert access.kinds_for("/v1/ingest/batch") == API_KEY_ONLY
-    assert access.kinds_for("/v1/ingestion-health") == ANY_CREDENTIAL
-    assert access.kinds_for("/v1/projects/p1/archive") == SESSION_ONLY
-    assert access.kinds_for("/v1/traces") == ANY_CREDENTIAL
 
 
 def test_session_principal_has_no_api_key():

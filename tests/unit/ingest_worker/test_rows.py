@@ -5,21 +5,28 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from ingest_worker.rows import InvalidRecordError, to_rows
-from trulayer_common.schemas import TRACE, TraceRequest, trace_envelope
+from ingest_worker.rows import to_rows
+from trulayer_common.clickhouse.table_sink import TableRows
+from trulayer_common.schemas import TRACE, TraceRequest
+from trulayer_common.topics import InvalidRecordError, traces
 
 RECEIVED = datetime(2026, 3, 7, 12, 34, 56, 789000, tzinfo=UTC)
 
 
-def envelope(*traces: TraceRequest, retention_days: dict[str, int] | None = None) -> bytes:
-    return trace_envelope(
+def envelope(*sent: TraceRequest, retention_days: dict[str, int] | None = None) -> bytes:
+    return traces.encode(
         tenant_id="t1",
         project_id="p1",
         received_at=RECEIVED,
         request_id="r1",
-        traces=list(traces),
+        traces=list(sent),
         retention_days=retention_days,
     )
+
+
+def rows_of(value: bytes | None, retention_days: int = 30) -> TableRows:
+    """What the trace writer's transform does with a record value."""
+    return to_rows(traces.decode(value), retention_days)
 
 
 def full_trace(**kw) -> TraceRequest:
@@ -36,8 +43,8 @@ def test_trace_spans_and_events_become_rows():
         spans=[{"id": "s1", "name": "llm", "prompt_tokens": 7, "completion_tokens": 3}],
         events=[{"id": "e1", "message": "m", "level": "error"}],
     )
-    rows = to_rows(envelope(trace), retention_days=30)
-    (t,) = rows.traces
+    rows = rows_of(envelope(trace), retention_days=30)
+    (t,) = rows["traces"]
     assert t["tenant_id"] == "t1" and t["id"] == "tr1"
     # JSON values stay as parsed: the engine stores them as their JSON text (INSERT_SETTINGS).
     assert t["input"] == {"q": 1} and t["output"] == "a"
@@ -47,10 +54,10 @@ def test_trace_spans_and_events_become_rows():
     assert t["tag_list"] == ["x"] and "tag_map" not in t and "tags" not in t
     assert "spans" not in t and "events" not in t  # rows of their own, not columns
     assert (t["metadata"], t["span_count"], t["retention_days"]) == ("{}", 1, 30)
-    assert rows.spans[0]["trace_id"] == "tr1" and rows.spans[0]["id"] == "s1"
-    assert rows.events[0]["timestamp"] == "2026-03-07T12:34:56.789000Z"
-    assert (rows.spans[0]["tenant_id"], rows.spans[0]["project_id"]) == ("t1", "p1")
-    assert rows.spans[0]["trace_started_at"] == t["started_at"] and rows.spans[0]["created_at"] == t["created_at"]
+    assert rows["spans"][0]["trace_id"] == "tr1" and rows["spans"][0]["id"] == "s1"
+    assert rows["events"][0]["timestamp"] == "2026-03-07T12:34:56.789000Z"
+    assert (rows["spans"][0]["tenant_id"], rows["spans"][0]["project_id"]) == ("t1", "p1")
+    assert rows["spans"][0]["trace_started_at"] == t["started_at"] and rows["spans"][0]["created_at"] == t["created_at"]
 
 
 def test_span_types_and_event_levels_are_normalised():
@@ -58,19 +65,19 @@ def test_span_types_and_event_levels_are_normalised():
         spans=[{"id": "a", "name": "n", "type": "default"}, {"id": "b", "name": "n"}],
         events=[{"id": "e", "message": "m", "level": "warning"}, {"id": "f", "message": "m"}],
     )
-    rows = to_rows(envelope(trace), 30)
-    assert [s["type"] for s in rows.spans] == ["other", "other"]
-    assert [e["level"] for e in rows.events] == ["warn", "info"]
+    rows = rows_of(envelope(trace))
+    assert [s["type"] for s in rows["spans"]] == ["other", "other"]
+    assert [e["level"] for e in rows["events"]] == ["warn", "info"]
 
 
 def test_trace_level_tokens_win_over_span_sums():
-    rows = to_rows(envelope(full_trace(prompt_tokens=100, spans=[{"id": "s", "name": "n", "prompt_tokens": 1}])), 30)
-    assert rows.traces[0]["prompt_tokens"] == 100
+    rows = rows_of(envelope(full_trace(prompt_tokens=100, spans=[{"id": "s", "name": "n", "prompt_tokens": 1}])))
+    assert rows["traces"][0]["prompt_tokens"] == 100
 
 
 def test_same_record_gives_same_rows():
     record = envelope(full_trace(spans=[{"id": "s", "name": "n"}]))
-    assert orjson.dumps(to_rows(record, 30).traces) == orjson.dumps(to_rows(record, 30).traces)
+    assert orjson.dumps(rows_of(record)["traces"]) == orjson.dumps(rows_of(record)["traces"])
 
 
 @pytest.mark.parametrize(
@@ -85,7 +92,7 @@ def test_same_record_gives_same_rows():
 )
 def test_unusable_records_raise(value):
     with pytest.raises(InvalidRecordError):
-        to_rows(value, 30)
+        rows_of(value)
 
 
 @pytest.mark.parametrize(
@@ -102,12 +109,12 @@ def test_malformed_payloads_raise(payload):
         {"schema_version": 1, "tenant_id": "t", "received_at": "2026-01-01T00:00:00Z", "payload": payload}
     )
     with pytest.raises(InvalidRecordError):
-        to_rows(record, 30)
+        rows_of(record)
 
 
 def test_trace_without_gateway_fields_is_invalid():
     with pytest.raises(InvalidRecordError, match="not produced by the gateway"):
-        to_rows(envelope(TRACE.validate_python({"name": "no id"})), 30)
+        rows_of(envelope(TRACE.validate_python({"name": "no id"})))
 
 
 def test_project_retention_override_wins_over_the_default():
@@ -116,6 +123,6 @@ def test_project_retention_override_wins_over_the_default():
         full_trace(id="tr2", project_id="p2"),
         retention_days={"p1": 365},
     )
-    rows = to_rows(record, retention_days=30)
-    assert [t["retention_days"] for t in rows.traces] == [365, 30]
-    assert rows.spans[0]["retention_days"] == 365
+    rows = rows_of(record, retention_days=30)
+    assert [t["retention_days"] for t in rows["traces"]] == [365, 30]
+    assert rows["spans"][0]["retention_days"] == 365

@@ -20,6 +20,10 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from pydantic import BaseModel
+
+from trulayer_common.access import PUBLIC
+from trulayer_common.routing import Handler, Operation, RouteSpec
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 LivenessCheck = Callable[[], str | None]
@@ -74,14 +78,73 @@ def metrics_handler(
     return metrics
 
 
+class HealthStatus(BaseModel):
+    status: str
+    checks: dict[str, bool | str] | None = None
+
+
+def health_routes() -> list[tuple[RouteSpec, Handler]]:
+    """The three routes with their declarations (public, not rate-limited)."""
+    tag = "health"
+    return [
+        (
+            RouteSpec(
+                "GET",
+                "/healthz",
+                PUBLIC,
+                "none",
+                Operation(
+                    "Liveness: 503 with the reasons when a loop died",
+                    tag,
+                    None,
+                    {200: HealthStatus, 503: HealthStatus},
+                    errors=(),
+                ),
+                "health.liveness",
+            ),
+            healthz,
+        ),
+        (
+            RouteSpec(
+                "GET",
+                "/readyz",
+                PUBLIC,
+                "none",
+                Operation("Readiness of each dependency", tag, None, {200: HealthStatus, 503: HealthStatus}, errors=()),
+                "health.readiness",
+            ),
+            readyz,
+        ),
+        (
+            RouteSpec(
+                "GET",
+                "/metrics",
+                PUBLIC,
+                "none",
+                Operation("Prometheus metrics (text format)", tag, None, {200: None}, errors=()),
+                "health.metrics",
+            ),
+            metrics_handler(),
+        ),
+    ]
+
+
+def add_health_checks(
+    app: web.Application,
+    checks: dict[str, ReadinessCheck],
+    liveness: dict[str, LivenessCheck] | None = None,
+) -> None:
+    """``checks`` decide readiness, ``liveness`` decides liveness (routes registered elsewhere)."""
+    app[readiness_checks] = checks
+    app[liveness_checks] = dict(liveness or {})
+
+
 def add_health_routes(
     app: web.Application,
     checks: dict[str, ReadinessCheck],
     liveness: dict[str, LivenessCheck] | None = None,
 ) -> None:
-    """Register the three routes; ``checks`` decide readiness, ``liveness`` decides liveness."""
-    app[readiness_checks] = checks
-    app[liveness_checks] = dict(liveness or {})
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_handler())
+    """:func:`add_health_checks` and the three routes."""
+    add_health_checks(app, checks, liveness)
+    for spec, handler in health_routes():
+        app.router.add_route(spec.method, spec.path, handler)

@@ -25,6 +25,7 @@ from alerter.settings import AlerterSettings
 from alerter.windows import BucketAgg, breaches, bucket_start, in_cooldown, metric_value, window_buckets
 from trulayer_common.config import ConfigState
 from trulayer_common.config.entities import AlertRule
+from trulayer_common.topics import alerts as alert_records
 
 Store = MutableMapping[str, Any]
 _SCORE_METRICS = ("hallucination_score", "eval_score")
@@ -34,8 +35,8 @@ _MAX_WINDOWS = 20_000  # merged window prefixes kept (one per scope × model × 
 
 @dataclass
 class Outcome:
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    anomalies: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[alert_records.AlertEvent] = field(default_factory=list)
+    anomalies: list[alert_records.Anomaly] = field(default_factory=list)
 
 
 def _rules_for(state: ConfigState, tenant_id: str, project_id: str) -> list[AlertRule]:
@@ -178,7 +179,7 @@ class Evaluator:
         project_id: str,
         watermark: float,
         windows: dict[tuple[str, int], BucketAgg],
-    ) -> dict[str, Any] | None:
+    ) -> alert_records.AlertEvent | None:
         key = (rule.model or "", min(rule.window_secs, self.settings.max_window_secs))
         window = windows.get(key)
         if window is None:
@@ -211,7 +212,7 @@ class Evaluator:
 
     def _anomalies(
         self, tenant_id: str, project_id: str, scope: str, meta: dict[str, Any], watermark: float
-    ) -> list[dict[str, Any]]:
+    ) -> list[alert_records.Anomaly]:
         """Close the anomaly buckets the watermark has passed: one sample per metric each."""
         size = self.settings.anomaly_bucket_secs
         current = bucket_start(watermark, size)

@@ -7,51 +7,23 @@ An observation message (the value of the internal ``<app>-observations`` topic, 
      "points": [[event_ts, model, latency_ms | null, is_error 0/1, cost | null], ...],
      "scores": [[event_ts, model, metric_name, score], ...]}
 
-Event time is the trace's ``started_at``, capped at the gateway's ``received_at`` so that a
-client clock running ahead cannot push a project's windows into the future.
+Records are decoded by their topic modules (``topics.traces``: the points header, or the record
+when it came without one; ``topics.eval_results``), which raise
+:class:`~trulayer_common.topics.InvalidRecordError` for what cannot be read. Event time is the
+trace's ``started_at`` (an evaluation's ``created_at``), capped at the gateway's
+``received_at`` so that a client clock running ahead cannot push a project's windows into the
+future.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-import orjson
-
-
-class InvalidInputError(ValueError):
-    """A record the alerter cannot read (it is skipped; the ingest-worker dead-letters traces)."""
+from trulayer_common.topics import eval_results, traces
 
 
 def scope_key(tenant_id: str, project_id: str) -> str:
     return f"{tenant_id}|{project_id}"
-
-
-def epoch(value: Any) -> float | None:
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value).timestamp()
-        except ValueError:
-            return None
-    return None
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _load(value: bytes | None) -> dict[str, Any]:
-    if value is None:
-        raise InvalidInputError("empty record")
-    try:
-        data = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInputError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidInputError("not an object")
-    return data
 
 
 def _message(groups: dict[str, dict[str, Any]], tenant_id: str, project_id: str) -> dict[str, Any]:
@@ -62,75 +34,34 @@ def _message(groups: dict[str, dict[str, Any]], tenant_id: str, project_id: str)
     return message
 
 
-def observations_from_traces(value: bytes | None) -> dict[str, dict[str, Any]]:
-    """``scope key → observation message`` for one ``trulayer.traces`` envelope."""
-    envelope = _load(value)
-    tenant_id = envelope.get("tenant_id")
-    received = epoch(envelope.get("received_at"))
-    payload = envelope.get("payload")
-    traces = payload.get("traces") if isinstance(payload, dict) else None
-    if not isinstance(tenant_id, str) or received is None or not isinstance(traces, list):
-        raise InvalidInputError("not a trace envelope")
-    groups: dict[str, dict[str, Any]] = {}
-    for trace in traces:
-        if not isinstance(trace, dict):
-            continue
-        project_id = trace.get("project_id") or envelope.get("project_id")
-        if not isinstance(project_id, str):
-            continue
-        started = epoch(trace.get("started_at"))
-        event_ts = received if started is None else min(started, received)
-        model = trace.get("model") if isinstance(trace.get("model"), str) else ""
-        is_error = 1 if trace.get("error") else 0
-        point = [event_ts, model, _number(trace.get("latency_ms")), is_error, _number(trace.get("cost"))]
-        _message(groups, tenant_id, project_id)["points"].append(point)
-    return groups
-
-
-def observations_from_points(header: bytes) -> dict[str, dict[str, Any]]:
-    """``scope key → observation message`` from a record's ``POINTS_HEADER`` (the gateway's
-    summary of the record; same observations as :func:`observations_from_traces` of its value)."""
-    data = _load(header)
-    tenant_id = data.get("tenant_id")
-    groups = data.get("groups")
-    if not isinstance(tenant_id, str) or not isinstance(groups, dict):
-        raise InvalidInputError("not a points header")
+def _from_points(summary: traces.Points) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for project_id, points in groups.items():
-        if project_id and isinstance(points, list) and points:
-            _message(out, tenant_id, project_id)["points"] = points
+    for project_id, points in summary["groups"].items():
+        if project_id and points:
+            _message(out, summary["tenant_id"], project_id)["points"] = points
     return out
 
 
-def observations_from_evaluations(value: bytes | None) -> dict[str, dict[str, Any]]:
-    """``scope key → observation message`` for one ``trulayer.eval.results`` record.
+def observations_from_points(header: bytes) -> dict[str, dict[str, Any]]:
+    """``scope key → observation message`` from a record's points header (the gateway's summary
+    of the record; the same observations as :func:`observations_from_traces` of its value)."""
+    return _from_points(traces.decode_points(header))
 
-    Accepts an envelope ``{tenant_id, project_id, received_at, payload: {evaluations: [...]}}``
-    or one bare evaluation ``{tenant_id, project_id, metric_name, score, created_at, model}``.
-    Evaluations without a numeric score (pending, failed, skipped) carry no observation.
-    """
-    data = _load(value)
-    payload = data.get("payload")
-    items = payload.get("evaluations") if isinstance(payload, dict) else None
-    if not isinstance(items, list):
-        items = [data]
-    tenant_id = data.get("tenant_id")
-    if not isinstance(tenant_id, str):
-        raise InvalidInputError("evaluation without tenant_id")
-    received = epoch(data.get("received_at"))
+
+def observations_from_traces(value: bytes | None) -> dict[str, dict[str, Any]]:
+    """``scope key → observation message`` for one ``trulayer.traces`` record."""
+    return _from_points(traces.points_of(traces.decode(value)))
+
+
+def observations_from_evaluations(value: bytes | None) -> dict[str, dict[str, Any]]:
+    """``scope key → observation message`` for one ``trulayer.eval.results`` record; an
+    evaluation without a score (pending, running, failed, skipped) carries no observation."""
+    envelope = eval_results.decode(value)
+    evaluation = envelope.payload
+    if evaluation.score is None:
+        return {}
+    event_ts = min(evaluation.created_at.timestamp(), envelope.received_at.timestamp())
     groups: dict[str, dict[str, Any]] = {}
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        project_id = item.get("project_id") or data.get("project_id")
-        metric = item.get("metric_name")
-        score = _number(item.get("score"))
-        if not isinstance(project_id, str) or not isinstance(metric, str) or score is None:
-            continue
-        created = epoch(item.get("created_at")) or received
-        if created is None:
-            continue
-        event_ts = min(created, received) if received is not None else created
-        model = item.get("model") if isinstance(item.get("model"), str) else ""
-        _message(groups, tenant_id, project_id)["scores"].append([event_ts, model, metric, score])
+    score = [event_ts, evaluation.model, evaluation.metric_name, evaluation.score]
+    _message(groups, envelope.tenant_id, evaluation.project_id)["scores"].append(score)
     return groups

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaProducer
 
 from alerter.evaluator import Outcome
-from alerter.events import ALERT_EVENT, ANOMALY_EVENT, version_now, webhook_body
+from alerter.events import ALERT_EVENT, ANOMALY_EVENT, delivered, webhook_body
 from alerter.webhooks import Attempt, WebhookDispatcher
-from trulayer_common import topics
 from trulayer_common.config import ConfigState
 from trulayer_common.logging import get_logger
+from trulayer_common.topics import alerts
 
 log = get_logger(__name__)
 
@@ -25,10 +24,8 @@ class AlertPublisher:
         self._config = config
         self.dispatcher: WebhookDispatcher | None = None
 
-    async def _send(self, record: dict[str, Any]) -> None:
-        await self._producer.send_and_wait(
-            topics.ALERTS, value=orjson.dumps(record), key=str(record["tenant_id"]).encode()
-        )
+    async def _send(self, record: alerts.AlertEvent | alerts.WebhookDelivery | alerts.Anomaly) -> None:
+        await self._producer.send_and_wait(alerts.TOPIC, value=alerts.encode(record), key=alerts.key(record))
 
     async def publish(self, outcome: Outcome) -> None:
         assert self.dispatcher is not None
@@ -52,4 +49,4 @@ class AlertPublisher:
         """The first 2xx of an alert event: write it again with ``notification_sent`` true."""
         if body.get("event") != ALERT_EVENT:
             return  # anomalies carry no notification flag
-        await self._send({**body["data"], "kind": "alert_event", "notification_sent": True, "version": version_now()})
+        await self._send(delivered(body["data"]))

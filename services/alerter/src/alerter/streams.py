@@ -24,18 +24,12 @@ import faust
 from prometheus_client import Counter
 
 from alerter.evaluator import Evaluator, Outcome
-from alerter.observations import (
-    InvalidInputError,
-    observations_from_evaluations,
-    observations_from_points,
-    observations_from_traces,
-)
+from alerter.observations import observations_from_evaluations, observations_from_points, observations_from_traces
 from alerter.settings import AlerterSettings
 from trulayer_common import topics
 from trulayer_common.config import ConfigState
 from trulayer_common.logging import get_logger
-from trulayer_common.schemas import POINTS_HEADER
-from trulayer_common.topics import TopicSpec
+from trulayer_common.topics import InvalidRecordError, TopicSpec, traces
 
 log = get_logger(__name__)
 SKIPPED = Counter("trulayer_alerter_records_skipped_total", "input records the alerter could not read", ["topic"])
@@ -97,7 +91,9 @@ def build_app(settings: AlerterSettings, config: ConfigState, on_outcome: Outcom
         producer_acks=-1,
         loop=asyncio.get_running_loop(),
     )
-    traces = app.topic(topics.TRACES, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    trace_records = app.topic(
+        traces.TOPIC, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
     evals = app.topic(
         topics.EVAL_RESULTS, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
@@ -118,14 +114,14 @@ def build_app(settings: AlerterSettings, config: ConfigState, on_outcome: Outcom
         for key, message in groups.items():
             await observations.send(key=key.encode(), value=message)
 
-    @app.agent(traces)
+    @app.agent(trace_records)
     async def route_traces(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             try:
                 # The gateway's summary header spares parsing the record; others are parsed.
-                header = (event.headers or {}).get(POINTS_HEADER)
+                header = (event.headers or {}).get(traces.POINTS_HEADER)
                 await forward(observations_from_points(header) if header else observations_from_traces(event.value))
-            except InvalidInputError as exc:
+            except InvalidRecordError as exc:
                 SKIPPED.labels(topics.TRACES).inc()
                 log.warning("trace_record_skipped", error=str(exc))
 
@@ -134,7 +130,7 @@ def build_app(settings: AlerterSettings, config: ConfigState, on_outcome: Outcom
         async for value in stream:
             try:
                 await forward(observations_from_evaluations(value))
-            except InvalidInputError as exc:
+            except InvalidRecordError as exc:
                 SKIPPED.labels(topics.EVAL_RESULTS).inc()
                 log.warning("evaluation_record_skipped", error=str(exc))
 

@@ -30,6 +30,7 @@ from alerter.events import iso
 from alerter.settings import AlerterSettings
 from trulayer_common.config.entities import Webhook
 from trulayer_common.logging import get_logger
+from trulayer_common.topics import alerts
 from trulayer_common.webhook_signature import DELIVERY_HEADER, EVENT_HEADER, signed_headers
 
 log = get_logger(__name__)
@@ -52,21 +53,21 @@ class Attempt:
     duration_ms: float
     attempted_at: float
 
-    def record(self) -> dict[str, Any]:
-        return {
-            "kind": "webhook_delivery",
-            "tenant_id": self.tenant_id,
-            "webhook_id": self.webhook_id,
-            "alert_event_id": self.event_id,
-            "id": self.delivery_id,
-            "url": self.url,
-            "attempt": self.attempt,
-            "status_code": self.status_code,
-            "outcome": self.outcome,
-            "error": self.error,
-            "duration_ms": round(self.duration_ms, 3),
-            "attempted_at": iso(self.attempted_at),
-        }
+    def record(self) -> alerts.WebhookDelivery:
+        return alerts.WebhookDelivery(
+            kind="webhook_delivery",
+            tenant_id=self.tenant_id,
+            webhook_id=self.webhook_id,
+            alert_event_id=self.event_id,
+            id=self.delivery_id,
+            url=self.url,
+            attempt=self.attempt,
+            status_code=self.status_code,
+            outcome=self.outcome,
+            error=self.error,
+            duration_ms=round(self.duration_ms, 3),
+            attempted_at=iso(self.attempted_at),
+        )
 
 
 AttemptCallback = Callable[[Attempt], Awaitable[None]]

@@ -4,108 +4,36 @@ resource, ``/v1/webhooks`` with a signed test delivery.
 Both shapes are accepted: TruLayer's ``threshold`` and GuardLayer's ``threshold_value`` (a
 number or a numeric string); answers carry both. ``PUT`` and ``PATCH`` are partial updates
 (GuardLayer's ``PUT`` changes only the fields sent). Validation errors name the field.
-``GET /v1/alerts`` is assembled here: the rules from this replica's config state (read after
-a sync with the log, so a caller reads its own writes) and the tenant's most recent alert
-events from ClickHouse. Writes go through :class:`TenantWrites` (serialised, audited).
-The alerter picks every change up from the config log without a restart.
+Reads of rules and alert events are the gateway's (``gateway.alerting_reads``); writes go
+through :class:`TenantWrites` (serialised, audited). The alerter picks every change up from
+the config log without a restart.
 """
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web
-from pydantic import AliasChoices, AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from control_engine.requests import principal_of
-from control_engine.resources import clickhouse_key, reader_key, settings_key, tenant_write
+from control_engine.resources import reader_key, settings_key, tenant_write
 from control_engine.tenants import new_id
 from trulayer_common.config import ConfigState
-from trulayer_common.config.entities import AlertMetric, AlertOperator, AlertRule, AlertSeverity, Webhook
-from trulayer_common.errors import ApiError, bad_request, forbidden, not_found, unavailable
+from trulayer_common.config.entities import AlertRule, Webhook
+from trulayer_common.errors import ApiError, bad_request, forbidden, not_found
 from trulayer_common.http import json_response, read_json_model
-from trulayer_common.webhook_signature import (
-    DELIVERY_HEADER,
-    EVENT_HEADER,
-    MIN_SECRET_CHARS,
-    signed_headers,
-)
+from trulayer_common.routing import path_param
+from trulayer_common.schemas.control import AlertRuleCreate, AlertRuleFields, WebhookCreate, alert_rule_json
+from trulayer_common.webhook_signature import DELIVERY_HEADER, EVENT_HEADER, signed_headers
 
-routes = web.RouteTableDef()
 MAX_RULES_PER_TENANT = 100
 MAX_WEBHOOKS_PER_TENANT = 20
-MAX_WINDOW_SECS = 3600
-RECENT_EVENTS = 50
 TEST_TIMEOUT_SECONDS = 5.0
-WEBHOOK_EVENTS = ("failure.detected", "anomaly.detected")
-RULE_PATHS = ("/v1/alerts", "/v1/failure-rules")
-
-Threshold = Annotated[float, Field(allow_inf_nan=False)]
-
-
-class _RuleFields(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    name: Annotated[str, Field(max_length=200)] | None = None
-    metric: AlertMetric | None = None
-    metric_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    operator: AlertOperator | None = None
-    threshold: Threshold | None = Field(default=None, validation_alias=AliasChoices("threshold", "threshold_value"))
-    window_secs: Annotated[int, Field(ge=10, le=MAX_WINDOW_SECS)] | None = None
-    cooldown_minutes: Annotated[float, Field(ge=0, le=7 * 24 * 60, allow_inf_nan=False)] | None = None
-    severity: AlertSeverity | None = None
-    project_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
-    model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
-    enabled: bool | None = None
-
-
-class RuleCreate(_RuleFields):
-    metric: AlertMetric
-    operator: AlertOperator
-    threshold: Threshold = Field(validation_alias=AliasChoices("threshold", "threshold_value"))
-
-
-class WebhookCreate(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    url: AnyHttpUrl
-    secret: Annotated[str, Field(min_length=MIN_SECRET_CHARS, max_length=256)]
-    events: Annotated[list[str], Field(min_length=1, max_length=10)] = Field(
-        default_factory=lambda: ["failure.detected"]
-    )
-    enabled: bool = True
-
-    @field_validator("events")
-    @classmethod
-    def _known_events(cls, events: list[str]) -> list[str]:
-        unknown = [e for e in events if e not in WEBHOOK_EVENTS]
-        if unknown:
-            raise ValueError(f"unknown event {unknown[0]!r}; expected one of {', '.join(WEBHOOK_EVENTS)}")
-        return sorted(set(events))
-
-
-def rule_json(rule: AlertRule) -> dict[str, Any]:
-    return {
-        "id": rule.id,
-        "name": rule.name,
-        "metric": rule.metric,
-        "metric_name": rule.metric_name,
-        "operator": rule.operator,
-        "threshold": rule.threshold,
-        "threshold_value": rule.threshold,
-        "window_secs": rule.window_secs,
-        "cooldown_minutes": rule.cooldown_minutes,
-        "severity": rule.severity,
-        "project_id": rule.project_id,
-        "model": rule.model,
-        "enabled": rule.enabled,
-        "created_at": rule.created_at.isoformat(),
-        "updated_at": rule.updated_at.isoformat() if rule.updated_at else None,
-    }
+NULLABLE_RULE_FIELDS = frozenset({"metric_name", "project_id", "model"})
 
 
 def webhook_json(hook: Webhook) -> dict[str, Any]:
@@ -143,47 +71,9 @@ def _rule_of(state: ConfigState, tenant_id: str, rule_id: str) -> AlertRule:
     return rule
 
 
-async def _recent_events(request: web.Request, tenant_id: str) -> list[dict[str, Any]]:
-    ch = request.app[clickhouse_key]
-    try:
-        rows = await ch.query(
-            "SELECT id, rule_id, project_id, metric, operator, threshold_value, metric_value, severity, model, "
-            f"triggered_at, notification_sent FROM {ch.database}.alert_events FINAL "
-            "WHERE tenant_id = {t:String} ORDER BY triggered_at DESC, id LIMIT {n:UInt32}",
-            {"t": tenant_id, "n": RECENT_EVENTS},
-        )
-    except Exception as exc:
-        raise unavailable("Alert history is temporarily unavailable", 2) from exc
-    return [
-        {
-            **row,
-            "triggered_at": row["triggered_at"].replace(tzinfo=UTC).isoformat(),
-            "notification_sent": bool(row["notification_sent"]),
-            "model": row["model"] or None,
-        }
-        for row in rows
-    ]
-
-
-async def list_rules(request: web.Request) -> web.Response:
-    principal = principal_of(request)
-    reader = request.app[reader_key]
-    await reader.sync(request.app[settings_key].config_sync_timeout_seconds)
-    rules = sorted(reader.state.alert_rules_of(principal.tenant_id), key=lambda r: (r.created_at, r.id))
-    events = await _recent_events(request, principal.tenant_id)
-    return json_response({"rules": [rule_json(r) for r in rules], "recent_events": events})
-
-
-async def get_rule(request: web.Request) -> web.Response:
-    principal = principal_of(request)
-    rule = _rule_of(request.app[reader_key].state, principal.tenant_id, request.match_info["rule_id"])
-    return json_response(rule_json(rule))
-
-
 async def create_rule(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    principal.require_role("member")
-    body = await read_json_model(request, RuleCreate, request.app[settings_key].max_body_bytes)
+    body = await read_json_model(request, AlertRuleCreate, request.app[settings_key].max_body_bytes)
     async with tenant_write(request, principal) as tx:
         if len(tx.state.alert_rules_of(principal.tenant_id)) >= MAX_RULES_PER_TENANT:
             raise ApiError(409, f"At most {MAX_RULES_PER_TENANT} alert rules per tenant", "limit_reached")
@@ -191,43 +81,32 @@ async def create_rule(request: web.Request) -> web.Response:
         rule = AlertRule(id=new_id(), tenant_id=principal.tenant_id, created_at=datetime.now(UTC), **fields)
         _check_rule(tx.state, principal.tenant_id, rule)
         await tx.commit(rule, "alert_rule.create")
-    return json_response(rule_json(rule), status=201)
+    return json_response(alert_rule_json(rule), status=201)
 
 
 async def update_rule(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    principal.require_role("member")
-    body = await read_json_model(request, _RuleFields, request.app[settings_key].max_body_bytes)
+    body = await read_json_model(request, AlertRuleFields, request.app[settings_key].max_body_bytes)
     async with tenant_write(request, principal) as tx:
-        rule = _rule_of(tx.state, principal.tenant_id, request.match_info["rule_id"])
+        rule = _rule_of(tx.state, principal.tenant_id, path_param(request, "rule_id"))
         # Fields sent as null clear the optional scopes; absent fields stay as they are.
         changes = {k: getattr(body, k) for k in body.model_fields_set}
-        for required in ("metric", "operator", "threshold"):
-            if required in changes and changes[required] is None:
-                raise bad_request(f"Invalid field '{required}': may not be null", "validation_error")
+        for name, value in changes.items():
+            if value is None and name not in NULLABLE_RULE_FIELDS:
+                raise bad_request(f"Invalid field '{name}': may not be null", "validation_error")
         rule = rule.model_copy(update={**changes, "updated_at": datetime.now(UTC)})
         rule = AlertRule.model_validate(rule.model_dump())
         _check_rule(tx.state, principal.tenant_id, rule)
         await tx.commit(rule, "alert_rule.update")
-    return json_response(rule_json(rule))
+    return json_response(alert_rule_json(rule))
 
 
 async def delete_rule(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    principal.require_role("member")
     async with tenant_write(request, principal) as tx:
-        rule = _rule_of(tx.state, principal.tenant_id, request.match_info["rule_id"])
+        rule = _rule_of(tx.state, principal.tenant_id, path_param(request, "rule_id"))
         await tx.commit(rule.model_copy(update={"deleted_at": datetime.now(UTC)}), "alert_rule.delete")
     return json_response({"message": "Alert rule deleted.", "id": rule.id})
-
-
-for _path in RULE_PATHS:
-    routes.get(_path)(list_rules)
-    routes.post(_path)(create_rule)
-    routes.get(_path + "/{rule_id}")(get_rule)
-    routes.put(_path + "/{rule_id}")(update_rule)
-    routes.patch(_path + "/{rule_id}")(update_rule)
-    routes.delete(_path + "/{rule_id}")(delete_rule)
 
 
 def _webhook_of(state: ConfigState, tenant_id: str, webhook_id: str) -> Webhook:
@@ -239,7 +118,6 @@ def _webhook_of(state: ConfigState, tenant_id: str, webhook_id: str) -> Webhook:
     return hook
 
 
-@routes.get("/v1/webhooks")
 async def list_webhooks(request: web.Request) -> web.Response:
     principal = principal_of(request)
     reader = request.app[reader_key]
@@ -248,10 +126,8 @@ async def list_webhooks(request: web.Request) -> web.Response:
     return json_response({"webhooks": [webhook_json(h) for h in hooks]})
 
 
-@routes.post("/v1/webhooks")
 async def create_webhook(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    principal.require_role("member")
     body = await read_json_model(request, WebhookCreate, request.app[settings_key].max_body_bytes)
     async with tenant_write(request, principal) as tx:
         if len(tx.state.webhooks_of(principal.tenant_id)) >= MAX_WEBHOOKS_PER_TENANT:
@@ -269,22 +145,18 @@ async def create_webhook(request: web.Request) -> web.Response:
     return json_response(webhook_json(hook), status=201)
 
 
-@routes.delete("/v1/webhooks/{webhook_id}")
 async def delete_webhook(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    principal.require_role("member")
     async with tenant_write(request, principal) as tx:
-        hook = _webhook_of(tx.state, principal.tenant_id, request.match_info["webhook_id"])
+        hook = _webhook_of(tx.state, principal.tenant_id, path_param(request, "webhook_id"))
         await tx.commit(hook.model_copy(update={"deleted_at": datetime.now(UTC)}), "webhook.delete")
     return json_response({"message": "Webhook deleted.", "id": hook.id})
 
 
-@routes.post("/v1/webhooks/{webhook_id}/test")
 async def test_webhook(request: web.Request) -> web.Response:
     """One signed ``webhook.test`` delivery, now, without retries; answers with its outcome."""
     principal = principal_of(request)
-    principal.require_role("member")
-    hook = _webhook_of(request.app[reader_key].state, principal.tenant_id, request.match_info["webhook_id"])
+    hook = _webhook_of(request.app[reader_key].state, principal.tenant_id, path_param(request, "webhook_id"))
     delivery_id = new_id()
     payload = orjson.dumps(
         {
@@ -319,3 +191,15 @@ async def test_webhook(request: web.Request) -> web.Response:
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
         }
     )
+
+
+HANDLERS = {
+    **{f"{label}.create": create_rule for label in ("alerts", "failure_rules")},
+    **{f"{label}.replace": update_rule for label in ("alerts", "failure_rules")},
+    **{f"{label}.update": update_rule for label in ("alerts", "failure_rules")},
+    **{f"{label}.delete": delete_rule for label in ("alerts", "failure_rules")},
+    "webhooks.list": list_webhooks,
+    "webhooks.create": create_webhook,
+    "webhooks.delete": delete_webhook,
+    "webhooks.test": test_webhook,
+}

@@ -10,10 +10,9 @@ config write per request.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
 from control_engine.projects import project_of, tenant_of
@@ -25,18 +24,10 @@ from trulayer_common.config.key_usage import last_uses
 from trulayer_common.errors import ApiError, forbidden, not_found
 from trulayer_common.http import json_response, read_json_model
 from trulayer_common.logging import get_logger
+from trulayer_common.routing import path_param
+from trulayer_common.schemas.control import ApiKeyCreate
 
 log = get_logger(__name__)
-routes = web.RouteTableDef()
-Scope = Literal["ingest", "read", "owner"]
-
-
-class ApiKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    name: str = Field(min_length=1, max_length=100)
-    project_id: str | None = Field(default=None, description="the key's own project; default: the oldest active")
-    scopes: list[Scope] = Field(default_factory=lambda: list[Scope](["ingest", "read"]), min_length=1)
 
 
 def key_json(key: ApiKey, last_used_at: datetime | None = None) -> dict[str, Any]:
@@ -61,10 +52,8 @@ def _key_of(request: web.Request, key_id: str) -> ApiKey:
     return key
 
 
-@routes.get("/v1/apikeys")
 async def list_keys(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    principal.require_role("member")
     state = request.app[reader_key].state
     tenant_of(state, principal)
     keys = sorted(state.api_keys_of(principal.tenant_id), key=lambda k: (k.created_at, k.id))
@@ -76,10 +65,8 @@ async def list_keys(request: web.Request) -> web.Response:
     return json_response({"api_keys": [key_json(k, used.get(k.id)) for k in keys]})
 
 
-@routes.post("/v1/apikeys")
 async def create_key(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    principal.require_role("member")
     body = await read_json_model(request, ApiKeyCreate, request.app[settings_key].max_body_bytes)
     if "owner" in body.scopes:
         principal.require_role("owner")
@@ -107,27 +94,31 @@ async def create_key(request: web.Request) -> web.Response:
     return json_response({**key_json(key), "key": secret}, status=201)
 
 
-@routes.delete("/v1/apikeys/{key_id}")
 async def revoke_key(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    principal.require_role("owner")
     async with tenant_write(request, principal) as tx:
-        key = _key_of(request, request.match_info["key_id"])
+        key = _key_of(request, path_param(request, "key_id"))
         if key.revoked_at is None:
             key = key.model_copy(update={"revoked_at": datetime.now(UTC)})
             await tx.commit(key, "api_key.revoke")
     return json_response(key_json(key))
 
 
-@routes.post("/v1/apikeys/{key_id}/rotate")
 async def rotate_key(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    principal.require_role("owner")
     async with tenant_write(request, principal) as tx:
-        key = _key_of(request, request.match_info["key_id"])
+        key = _key_of(request, path_param(request, "key_id"))
         if key.revoked_at is not None:
             raise ApiError(409, "A revoked key cannot be rotated", "conflict")
         secret, key_hash, prefix = generate_api_key()
         key = key.model_copy(update={"key_hash": key_hash, "prefix": prefix})
         await tx.commit(key, "api_key.rotate")
     return json_response({**key_json(key), "key": secret})
+
+
+HANDLERS = {
+    "apikeys.list": list_keys,
+    "apikeys.create": create_key,
+    "apikeys.revoke": revoke_key,
+    "apikeys.rotate": rotate_key,
+}

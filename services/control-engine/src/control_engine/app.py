@@ -2,7 +2,8 @@
 
 It is reached only through the gateway (which authenticates callers and forwards the
 control-plane routes with the principal and the internal token, see :mod:`control_engine.requests`).
-Each API lives in its own module with a ``routes`` table registered here.
+The routes are those declared in :data:`trulayer_common.control_api.CONTROL_ROUTES`; each API
+module exports ``HANDLERS`` by operation name, bound here.
 A ClickHouse client may be injected: the local stack shares one embedded chDB between services.
 """
 
@@ -15,7 +16,7 @@ from aiohttp import web
 from control_engine import alerting_api, api_keys, guardlayer, projects
 from control_engine.audit import AuditLog
 from control_engine.config_log import ConfigLogWriter
-from control_engine.requests import internal_auth_middleware
+from control_engine.requests import control_middleware, install_routes
 from control_engine.resources import (
     audit_key,
     clickhouse_key,
@@ -32,6 +33,7 @@ from trulayer_common import topics
 from trulayer_common.broker_health import BrokerHealth, broker_health
 from trulayer_common.clickhouse import ClickHouse, clickhouse_for
 from trulayer_common.config import ConfigLogReader
+from trulayer_common.control_api import CONTROL_ROUTES
 from trulayer_common.health import add_health_routes
 from trulayer_common.http import request_id_middleware
 from trulayer_common.kafka import create_producer
@@ -96,7 +98,7 @@ def create_app(settings: ControlEngineSettings, *, clickhouse: ClickHouse | None
     if token is None:
         log.warning("internal_token_unset", detail="every API request will be refused with 401")
     app = web.Application(
-        middlewares=[request_id_middleware(settings.service_name), internal_auth_middleware(token)],
+        middlewares=[request_id_middleware(settings.service_name), control_middleware(token)],
         client_max_size=settings.max_body_bytes,
     )
     app[settings_key] = settings
@@ -117,8 +119,6 @@ def create_app(settings: ControlEngineSettings, *, clickhouse: ClickHouse | None
     add_health_routes(
         app, {"kafka": kafka_ready, "config": config_ready, "redis": redis_ready, "clickhouse": clickhouse_ready}
     )
-    app.router.add_routes(projects.routes)
-    app.router.add_routes(api_keys.routes)
-    app.router.add_routes(guardlayer.routes)
-    app.router.add_routes(alerting_api.routes)
+    handlers = {**projects.HANDLERS, **api_keys.HANDLERS, **guardlayer.HANDLERS, **alerting_api.HANDLERS}
+    install_routes(app, CONTROL_ROUTES, handlers)
     return app

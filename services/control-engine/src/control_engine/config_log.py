@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 
-from trulayer_common import topics
 from trulayer_common.config import ConfigRecord
 from trulayer_common.config.entities import AlertRule, ApiKey, Project, Tenant, Webhook
+from trulayer_common.topics import config as config_records
 
 
 class ConfigLogWriter:
@@ -21,6 +21,6 @@ class ConfigLogWriter:
         """Write the entity's full state; returns once the broker acknowledged (acks=all)."""
         record = ConfigRecord(entity=entity, actor=actor, at=datetime.now(UTC))
         await self._producer.send_and_wait(
-            topics.CONFIG, value=record.model_dump_json().encode(), key=record.key.encode()
+            config_records.TOPIC, value=config_records.encode(record), key=config_records.key(record)
         )
         return record

@@ -1,7 +1,8 @@
 """GuardLayer compatibility: ``POST /api/v1/api-keys {customer_name}`` creates a tenant and a key.
 
 Served at ``/internal/guardlayer/api-keys`` and reached only through the gateway, which exposes
-it (unauthenticated, as GuardLayer does) when ``GUARDLAYER_COMPAT=true``. The tenant is a
+it (unauthenticated, as GuardLayer does) when ``GUARDLAYER_COMPAT=true``; the control-engine
+answers 404 unless its own ``GUARDLAYER_COMPAT`` is on too (defence in depth). The tenant is a
 starter tenant with a ``default`` project and the three default alert rules; the answer has
 GuardLayer's shape.
 """
@@ -9,23 +10,17 @@ GuardLayer's shape.
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
 
 from control_engine.resources import audit_key, settings_key, writer_key
 from control_engine.tenants import create_tenant
+from trulayer_common.errors import not_found
 from trulayer_common.http import get_request_id, json_response, read_json_model
-
-routes = web.RouteTableDef()
-
-
-class GuardLayerKeyRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    customer_name: str = Field(min_length=1, max_length=200)
+from trulayer_common.schemas.control import GuardLayerKeyRequest
 
 
-@routes.post("/internal/guardlayer/api-keys")
 async def create_guardlayer_key(request: web.Request) -> web.Response:
+    if not request.app[settings_key].guardlayer_compat:
+        raise not_found()
     body = await read_json_model(request, GuardLayerKeyRequest, request.app[settings_key].max_body_bytes)
     name = body.customer_name.strip() or "guardlayer"
     created = await create_tenant(
@@ -50,3 +45,6 @@ async def create_guardlayer_key(request: web.Request) -> web.Response:
         },
         status=201,
     )
+
+
+HANDLERS = {"guardlayer.create_key": create_guardlayer_key}

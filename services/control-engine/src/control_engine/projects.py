@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from control_engine.plan_gate import require_feature
 from control_engine.requests import ControlPrincipal, principal_of
@@ -22,27 +21,8 @@ from trulayer_common.config import ConfigState, Project, Tenant
 from trulayer_common.config.plans import FEATURE_RETENTION_OVERRIDE
 from trulayer_common.errors import ApiError, forbidden, not_found
 from trulayer_common.http import json_response, read_json_model
-
-routes = web.RouteTableDef()
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    @field_validator("name", mode="before", check_fields=False)
-    @classmethod
-    def _strip(cls, value: object) -> object:
-        return value.strip() if isinstance(value, str) else value
-
-
-class ProjectCreate(_Body):
-    name: str = Field(min_length=1, max_length=100)
-    retention_days_override: int | None = Field(default=None, ge=1, le=3650)
-
-
-class ProjectPatch(_Body):
-    name: str | None = Field(default=None, min_length=1, max_length=100)
-    retention_days_override: int | None = Field(default=None, ge=1, le=3650)
+from trulayer_common.routing import path_param
+from trulayer_common.schemas.control import ProjectCreate, ProjectPatch
 
 
 def project_json(project: Project) -> dict[str, Any]:
@@ -77,7 +57,6 @@ def _ensure_name_free(state: ConfigState, tenant_id: str, name: str, except_id: 
             raise ApiError(409, f"A project named '{name}' already exists", "conflict")
 
 
-@routes.get("/v1/projects")
 async def list_projects(request: web.Request) -> web.Response:
     principal = principal_of(request)
     state = request.app[reader_key].state
@@ -86,10 +65,8 @@ async def list_projects(request: web.Request) -> web.Response:
     return json_response({"projects": [project_json(p) for p in projects]})
 
 
-@routes.post("/v1/projects")
 async def create_project(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    principal.require_role("member")
     settings = request.app[settings_key]
     body = await read_json_model(request, ProjectCreate, settings.max_body_bytes)
     async with tenant_write(request, principal) as tx:
@@ -108,16 +85,14 @@ async def create_project(request: web.Request) -> web.Response:
     return json_response(project_json(project), status=201)
 
 
-@routes.patch("/v1/projects/{project_id}")
 async def patch_project(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    principal.require_role("member")
     settings = request.app[settings_key]
     body = await read_json_model(request, ProjectPatch, settings.max_body_bytes)
     changes: dict[str, Any] = {}
     async with tenant_write(request, principal) as tx:
         tenant = tenant_of(tx.state, principal)
-        project = project_of(tx.state, principal, request.match_info["project_id"])
+        project = project_of(tx.state, principal, path_param(request, "project_id"))
         if body.name is not None and body.name != project.name:
             _ensure_name_free(tx.state, tenant.id, body.name, except_id=project.id)
             changes["name"] = body.name
@@ -131,12 +106,10 @@ async def patch_project(request: web.Request) -> web.Response:
     return json_response(project_json(project))
 
 
-@routes.post("/v1/projects/{project_id}/archive")
 async def archive_project(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    principal.require_role("owner")
     async with tenant_write(request, principal) as tx:
-        project = project_of(tx.state, principal, request.match_info["project_id"])
+        project = project_of(tx.state, principal, path_param(request, "project_id"))
         if not project.archived:
             active = [p for p in tx.state.projects_of(principal.tenant_id) if not p.archived]
             if len(active) <= 1:
@@ -150,13 +123,20 @@ async def archive_project(request: web.Request) -> web.Response:
     return json_response(project_json(project))
 
 
-@routes.post("/v1/projects/{project_id}/unarchive")
 async def unarchive_project(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    principal.require_role("member")
     async with tenant_write(request, principal) as tx:
-        project = project_of(tx.state, principal, request.match_info["project_id"])
+        project = project_of(tx.state, principal, path_param(request, "project_id"))
         if project.archived:
             project = project.model_copy(update={"archived": False})
             await tx.commit(project, "project.unarchive")
     return json_response(project_json(project))
+
+
+HANDLERS = {
+    "projects.list": list_projects,
+    "projects.create": create_project,
+    "projects.update": patch_project,
+    "projects.archive": archive_project,
+    "projects.unarchive": unarchive_project,
+}

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
-from control_engine.requests import Role
 from control_engine.settings import ControlEngineSettings
+from trulayer_common.access import Role
 
 
 def mint_session_token(

@@ -21,6 +21,9 @@ class ControlEngineSettings(ServiceSettings):
     )
     plans: PlanCatalog = PlanCatalog()
     max_body_bytes: int = 1024 * 1024
+    guardlayer_compat: bool = Field(
+        default=False, description="serve GuardLayer's unauthenticated key creation (the gateway's setting too)"
+    )
 
     # Serialising a tenant's config writes across control-engine replicas (Redis lock).
     tenant_lock_ttl_seconds: float = Field(default=15.0, description="a crashed holder's lock expires after this")

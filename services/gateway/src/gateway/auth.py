@@ -4,25 +4,22 @@
   the materialised config log (a revocation applies as soon as the log record arrives).
 * ``Authorization: Bearer <JWT>`` — a dashboard session (:mod:`gateway.sessions`); its tenant
   must exist.
-* :class:`RouteAccess` says which kinds each path accepts; a valid credential of the wrong
-  kind is 403 (ingest takes API keys only; the tenancy routes take sessions only).
+
+What the caller may then do is the route's :class:`~trulayer_common.access.Access`, checked by
+the auth middleware (:mod:`gateway.routes`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from aiohttp import web
 
-from gateway.sessions import Role, SessionVerifier, looks_like_jwt
+from gateway.sessions import SessionVerifier, looks_like_jwt
+from trulayer_common.access import AuthKind, Role, api_key_role
 from trulayer_common.config import ApiKey, ConfigLogReader, ConfigState, Project, Tenant, hash_api_key
 from trulayer_common.errors import ApiError, forbidden, unauthorized
-
-AuthKind = Literal["api_key", "session"]
-ANY_CREDENTIAL: frozenset[AuthKind] = frozenset({"api_key", "session"})
-API_KEY_ONLY: frozenset[AuthKind] = frozenset({"api_key"})
-SESSION_ONLY: frozenset[AuthKind] = frozenset({"session"})
+from trulayer_common.principal import ForwardedPrincipal
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,98 +32,64 @@ class Principal:
     actor: str
     api_key: ApiKey | None = None
 
+    @property
+    def scopes(self) -> frozenset[str]:
+        return frozenset(self.api_key.scopes) if self.api_key is not None else frozenset()
+
     def require_api_key(self) -> ApiKey:
         if self.api_key is None:
             raise forbidden("This endpoint needs an API key", "api_key_required")
         return self.api_key
 
-
-class RouteAccess:
-    """Credential kinds accepted per ``/v1`` path prefix; the longest matching prefix wins.
-
-    Paths no rule matches accept both kinds. Prefixes match whole segments: ``/v1/ingest``
-    covers ``/v1/ingest`` and ``/v1/ingest/batch`` but not ``/v1/ingestion-health``.
-    """
-
-    def __init__(self) -> None:
-        self._rules: dict[str, frozenset[AuthKind]] = {}
-
-    def allow(self, prefix: str, kinds: frozenset[AuthKind]) -> None:
-        self._rules[prefix.rstrip("/")] = kinds
-
-    def kinds_for(self, path: str) -> frozenset[AuthKind]:
-        best = ""
-        for prefix in self._rules:
-            if (path == prefix or path.startswith(prefix + "/")) and len(prefix) > len(best):
-                best = prefix
-        return self._rules[best] if best else ANY_CREDENTIAL
-
-
-route_access_key = web.AppKey("route_access", RouteAccess)
-
-
-def needs_authentication(path: str) -> bool:
-    """Every API route does; health, metrics and GuardLayer's key creation do not."""
-    if path.startswith("/v1/"):
-        return True
-    return path.startswith("/api/v1/") and path != "/api/v1/api-keys"
+    def forwarded(self) -> ForwardedPrincipal:
+        """The principal as forwarded to the control-engine."""
+        return ForwardedPrincipal(
+            tenant_id=self.tenant.id,
+            kind=self.kind,
+            role=self.role,
+            actor=self.actor,
+            api_key_id=self.api_key.id if self.api_key is not None else None,
+            scopes=self.scopes,
+        )
 
 
 def credential(request: web.Request) -> str | None:
-    """``Authorization: Bearer <token>`` or ``X-Api-Key: <key>``."""
+    """``Authorization: Bearer <token>`` or ``X-Api-Key: <key>``; printable ASCII only (a key or a
+    JWT never holds anything else, and other bytes must not reach the hashing of a lookup)."""
     header = request.headers.get("Authorization")
     if header:
         scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
+        token = value.strip() if scheme.lower() == "bearer" else ""
+    else:
+        token = (request.headers.get("X-Api-Key") or "").strip()
+    if not token or not token.isascii() or not token.isprintable():
         return None
-    key = request.headers.get("X-Api-Key")
-    return key.strip() if key and key.strip() else None
-
-
-def api_key_role(key: ApiKey) -> Role:
-    """API keys act as ``owner`` when created with the owner scope, else as ``member``."""
-    return "owner" if "owner" in key.scopes else "member"
+    return token
 
 
 class Authenticator:
-    def __init__(
-        self,
-        reader: ConfigLogReader,
-        sessions: SessionVerifier,
-        access: RouteAccess,
-        benchmark_api_key_id: str | None = None,
-    ) -> None:
+    def __init__(self, reader: ConfigLogReader, sessions: SessionVerifier) -> None:
         self.reader = reader
         self.sessions = sessions
-        self.access = access
-        self._benchmark_key_id = benchmark_api_key_id
 
     @property
     def state(self) -> ConfigState:
         return self.reader.state
 
     async def authenticate(self, request: web.Request) -> Principal:
+        """The caller, or 401 (no or bad credential) / 503 (configuration not loaded yet)."""
         if not self.reader.ready.is_set():
             raise ApiError(
                 503, "Starting up: configuration not loaded yet", "unavailable", headers={"Retry-After": "1"}
             )
-        if self._benchmark_key_id is not None:
-            return self._benchmark_principal()
         token = credential(request)
         if token is None:
             raise unauthorized("Missing credentials: send 'Authorization: Bearer tl_...' or 'X-Api-Key'")
         if token.startswith("tl_"):
-            principal = self.api_key_principal(token)
-        elif looks_like_jwt(token) and "Authorization" in request.headers and self.sessions.enabled:
-            principal = await self._session_principal(token)
-        else:
-            raise unauthorized("Invalid API key")
-        if principal.kind not in self.access.kinds_for(request.path):
-            if principal.kind == "api_key":
-                raise forbidden("This endpoint needs a dashboard session, not an API key", "session_required")
-            raise forbidden("This endpoint needs an API key, not a session", "api_key_required")
-        return principal
+            return self.api_key_principal(token)
+        if looks_like_jwt(token) and "Authorization" in request.headers and self.sessions.enabled:
+            return await self._session_principal(token)
+        raise unauthorized("Invalid API key")
 
     def api_key_principal(self, secret: str) -> Principal:
         key = self.state.key_by_hash(hash_api_key(secret))
@@ -137,7 +100,7 @@ class Authenticator:
         tenant = self.state.tenants.get(key.tenant_id)
         if tenant is None:
             raise unauthorized("Invalid API key")
-        return Principal(tenant, "api_key", api_key_role(key), f"api_key:{key.id}", key)
+        return Principal(tenant, "api_key", api_key_role(key.scopes), f"api_key:{key.id}", key)
 
     async def _session_principal(self, token: str) -> Principal:
         claims = await self.sessions.verify(token)
@@ -145,13 +108,6 @@ class Authenticator:
         if tenant is None:
             raise unauthorized("Invalid session token: unknown tenant")
         return Principal(tenant, "session", claims.role, f"user:{claims.subject}")
-
-    def _benchmark_principal(self) -> Principal:
-        key = self.state.api_keys.get(self._benchmark_key_id or "")
-        tenant = self.state.tenants.get(key.tenant_id) if key else None
-        if key is None or tenant is None:
-            raise unauthorized("Benchmark API key not found")
-        return Principal(tenant, "api_key", api_key_role(key), f"api_key:{key.id}", key)
 
 
 authenticator_key = web.AppKey("authenticator", Authenticator)

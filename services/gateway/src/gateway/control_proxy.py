@@ -1,18 +1,17 @@
 """Control-plane routes: authenticated and rate-limited here, served by the control-engine.
 
-To expose a control-engine resource through the gateway, register its prefix once in
-``create_app``::
+The gateway forwards exactly the operations declared in
+:data:`trulayer_common.control_api.CONTROL_ROUTES` (and their GuardLayer aliases), each through
+:func:`forward_to` its upstream path template. The upstream path is rebuilt from that template
+and the request's path parameters (each a plain identifier, quoted), never copied from the raw
+request: the path that was authorised is the path that is served.
 
-    forward_prefix(app, "/v1/projects", access=SESSION_ONLY)
-    forward_prefix(app, "/v1/alerts", access=ANY_CREDENTIAL)
-
-Every method on the prefix and below it is then forwarded to ``CONTROL_ENGINE_URL`` with the
-same path and query, the request body (≤ ``CONTROL_MAX_BODY_BYTES``, else 413), the caller's
-request id, the authenticated principal in the ``X-Trulayer-*`` headers of
-:mod:`trulayer_common.internal_headers` and the shared ``INTERNAL_TOKEN``. The control-engine's
-answer (status, JSON body, ETag/Cache-Control/Location) is relayed as is. A control-engine
-that cannot be reached is a 503 ``control_unavailable``; nothing is retried, since writes are
-not idempotent.
+A forward carries the request body (≤ ``CONTROL_MAX_BODY_BYTES``, else 413), the query, the
+caller's request id, the authenticated principal (:mod:`trulayer_common.principal`, built from
+scratch: a client's own ``X-Trulayer-*`` headers are never copied) and the shared
+``INTERNAL_TOKEN``. The control-engine's answer (status, JSON body, ETag/Cache-Control/
+Location/Retry-After) is relayed as is. A control-engine that cannot be reached is a 503
+``control_unavailable``; nothing is retried, since writes are not idempotent.
 """
 
 from __future__ import annotations
@@ -23,14 +22,15 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 from prometheus_client import Counter
+from yarl import URL
 
-from gateway.auth import ANY_CREDENTIAL, AuthKind, Principal, route_access_key
 from gateway.resources import principal_key, settings_key
 from gateway.settings import GatewaySettings
-from trulayer_common import internal_headers as ih
+from trulayer_common import principal as forwarded
 from trulayer_common.errors import ApiError, unavailable
 from trulayer_common.http import REQUEST_ID_HEADER, get_request_id
 from trulayer_common.logging import get_logger
+from trulayer_common.routing import Handler, fill_path
 
 log = get_logger(__name__)
 FORWARD_FAILED = Counter("trulayer_gateway_control_forward_failed_total", "forwards the control-engine did not answer")
@@ -41,14 +41,14 @@ _RESPONSE_HEADERS = ("Content-Type", "ETag", "Cache-Control", "Location", "Retry
 
 class ControlProxy:
     def __init__(self, settings: GatewaySettings, http: aiohttp.ClientSession) -> None:
-        self._base = settings.control_engine_url.rstrip("/")
+        self._base = URL(settings.control_engine_url.rstrip("/"))
         self._token = settings.internal_token.get_secret_value() if settings.internal_token else None
         self._http = http
         self._timeout = aiohttp.ClientTimeout(total=settings.control_timeout_seconds)
         self._max_body = settings.control_max_body_bytes
 
-    async def forward(self, request: web.Request, principal: Principal | None, path: str | None = None) -> web.Response:
-        """Send ``request`` to the control-engine (at ``path``, default the same path) and relay the answer."""
+    async def forward(self, request: web.Request, path: str) -> web.Response:
+        """Send ``request`` to the control-engine at ``path`` (already encoded) and relay the answer."""
         if self._token is None:
             raise ApiError(503, "Control plane not configured (INTERNAL_TOKEN unset)", "control_unavailable")
         body = await self._read_body(request)
@@ -57,20 +57,15 @@ class ControlProxy:
             if name in request.headers:
                 headers[name] = request.headers[name]
         headers[REQUEST_ID_HEADER] = get_request_id(request)
-        headers[ih.INTERNAL_TOKEN_HEADER] = self._token
+        headers[forwarded.INTERNAL_TOKEN_HEADER] = self._token
+        principal = request.get(principal_key)
         if principal is not None:
-            headers[ih.TENANT_ID] = principal.tenant.id
-            headers[ih.ROLE] = principal.role
-            headers[ih.ACTOR] = principal.actor
-            headers[ih.AUTH_KIND] = principal.kind
-            if principal.api_key is not None:
-                headers[ih.API_KEY_ID] = principal.api_key.id
-        url = f"{self._base}{path or request.path}"
+            headers.update(principal.forwarded().to_headers())
+        url = self._base.with_path(self._base.raw_path.rstrip("/") + path, encoded=True)
         try:
             async with self._http.request(
                 request.method,
-                url,
-                params=request.rel_url.query,
+                url.with_query(request.rel_url.query),
                 data=body or None,
                 headers=headers,
                 timeout=self._timeout,
@@ -81,7 +76,7 @@ class ControlProxy:
                 return web.Response(status=upstream.status, body=payload, headers=relayed)
         except (aiohttp.ClientError, TimeoutError) as exc:
             FORWARD_FAILED.inc()
-            log.warning("control_forward_failed", url=url, error=repr(exc))
+            log.warning("control_forward_failed", path=path, error=repr(exc))
             raise unavailable("Control plane temporarily unavailable", 2, code="control_unavailable") from exc
 
     async def _read_body(self, request: web.Request) -> bytes:
@@ -98,17 +93,13 @@ class ControlProxy:
 control_proxy_key = web.AppKey("control_proxy", ControlProxy)
 
 
-async def forward_authenticated(request: web.Request) -> web.Response:
-    """The handler of every forwarded route: the auth middleware has set the principal."""
-    return await request.app[control_proxy_key].forward(request, request[principal_key])
+def forward_to(upstream: str) -> Handler:
+    """The handler of a forwarded route: the control-engine's ``upstream`` template, filled in."""
 
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await request.app[control_proxy_key].forward(request, fill_path(upstream, request))
 
-def forward_prefix(app: web.Application, prefix: str, *, access: frozenset[AuthKind] = ANY_CREDENTIAL) -> None:
-    """Forward every method on ``prefix`` and below to the control-engine, for callers of ``access``."""
-    prefix = prefix.rstrip("/")
-    app[route_access_key].allow(prefix, access)
-    app.router.add_route("*", prefix, forward_authenticated)
-    app.router.add_route("*", prefix + "/{tail:.+}", forward_authenticated)
+    return handler
 
 
 async def control_proxy_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -20,22 +20,19 @@ from pydantic import ValidationError
 from gateway.auth import Principal, project_for_ingest
 from gateway.limits import rate_limiter_key
 from gateway.resources import config_state, dedup_key, principal_key, producer_key, settings_key
-from trulayer_common import topics
 from trulayer_common.errors import unavailable
 from trulayer_common.http import get_request_id, json_response, read_body, read_json, validation_error
 from trulayer_common.logging import get_logger
 from trulayer_common.schemas import (
     BATCH,
     BATCH_TOO_LARGE,
-    POINTS_HEADER,
     TRACE,
     TraceRequest,
-    alert_points,
     batch_items,
     batch_too_large,
     fold_guardlayer_fields,
-    trace_envelope,
 )
+from trulayer_common.topics import traces as trace_records
 
 log = get_logger(__name__)
 TRACES_ACCEPTED = Counter("trulayer_gateway_traces_accepted_total", "traces acknowledged by the broker")
@@ -134,7 +131,7 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
         # The monthly quota counts accepted traces (duplicates are free); 429 before producing.
         limiter = request.app.get(rate_limiter_key)
         reserved = limiter is not None and await limiter.reserve_traces(principal.tenant, len(fresh))
-        value = trace_envelope(
+        value = trace_records.encode(
             tenant_id=tenant_id,
             project_id=fresh[0].get("project_id") or principal.require_api_key().project_id,
             received_at=received_at,
@@ -142,12 +139,12 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
             traces=fresh,
             retention_days=retention,
         )
-        key = str(fresh[0].get("id")).encode()
-        headers = [(POINTS_HEADER, alert_points(tenant_id, received_at, fresh))]
+        key = trace_records.key(fresh)
+        headers = [(trace_records.POINTS_HEADER, trace_records.encode_points(tenant_id, received_at, fresh))]
         settings = request.app[settings_key]
         try:
             await asyncio.wait_for(
-                request.app[producer_key].send_and_wait(topics.TRACES, value=value, key=key, headers=headers),
+                request.app[producer_key].send_and_wait(trace_records.TOPIC, value=value, key=key, headers=headers),
                 settings.produce_timeout_seconds,
             )
         except (KafkaError, TimeoutError) as exc:

@@ -2,10 +2,10 @@
 
 * **Fixed 1-minute windows**, one Redis counter per (family, subject, window): ``INCR`` and the
   first ``PEXPIRE`` run in one Lua script, so N concurrent requests against a limit L see the
-  counts 1..N and exactly L are admitted. Families: ``ingest`` (per API key,
-  ``ingest_requests_per_minute``), ``read`` (per tenant: ``GET /v1/traces*``, ``/v1/metrics*``,
-  ``read_rps`` × 60 per window) and ``api`` (per tenant, every other authenticated route, same
-  limit as ``read`` but its own counter).
+  counts 1..N and exactly L are admitted. The family is the route's declared limit bucket
+  (:mod:`gateway.routes`): ``ingest`` (per API key, ``ingest_requests_per_minute``), ``read``
+  (per tenant: traces and metrics reads, ``read_rps`` × 60 per window) and ``api`` (per
+  tenant, every other authenticated route, same limit as ``read`` but its own counter).
 * **Monthly ingest quota** in traces per tenant and calendar month (UTC): a script reserves
   ``n`` traces only if they all fit (a 100-trace batch counts 100 and is refused whole), and a
   produce that fails gives them back.
@@ -32,9 +32,11 @@ from redis.exceptions import RedisError
 
 from gateway.auth import Principal
 from gateway.resources import principal_key
+from gateway.routes import route_table_key
 from trulayer_common.config import PlanCatalog, PlanLimits, Tenant
 from trulayer_common.errors import ApiError
 from trulayer_common.logging import get_logger
+from trulayer_common.routing import LimitBucket
 
 log = get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -57,10 +59,6 @@ used = redis.call('INCRBY', KEYS[1], n)
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
 return {1, used}
 """
-_INGEST_PATHS = frozenset(
-    {"/v1/ingest", "/v1/ingest/batch", "/v1/otlp/traces", "/api/v1/ingest", "/api/v1/ingest/batch"}
-)
-_READ_PREFIXES = ("/v1/traces", "/v1/metrics", "/api/v1/metrics")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +83,14 @@ class Family:
     limit: int | None
 
 
-def classify(method: str, path: str, principal: Principal, limits: PlanLimits) -> Family:
-    """Which window a request counts in, and its limit (``None``: not limited)."""
-    if method == "POST" and path in _INGEST_PATHS and principal.api_key is not None:
+def classify(bucket: LimitBucket, principal: Principal, limits: PlanLimits) -> Family:
+    """Which window a request of the route's ``bucket`` counts in, and its limit (``None``: not
+    limited). Ingest windows are per API key, the others per tenant."""
+    if bucket == "none":
+        return Family("none", principal.tenant.id, None)
+    if bucket == "ingest" and principal.api_key is not None:
         return Family("ingest", principal.api_key.id, limits.ingest_requests_per_minute)
-    read = path.startswith(_READ_PREFIXES) and (method == "GET" or path == "/v1/metrics/query")
-    return Family("read" if read else "api", principal.tenant.id, limits.read_requests_per_minute)
+    return Family("read" if bucket == "read" else "api", principal.tenant.id, limits.read_requests_per_minute)
 
 
 def month_bounds(now: datetime) -> tuple[str, int]:
@@ -192,9 +192,10 @@ async def limits_middleware(request: web.Request, handler: Handler) -> web.Strea
     """
     principal = request.get(principal_key)
     limiter = request.app.get(rate_limiter_key)
-    if principal is None or limiter is None:
+    spec = request.app[route_table_key].spec_of(request)
+    if principal is None or limiter is None or spec is None:
         return await handler(request)
-    family = classify(request.method, request.path, principal, limiter.plans.for_tenant(principal.tenant))
+    family = classify(spec.limit, principal, limiter.plans.for_tenant(principal.tenant))
     state = await limiter.hit(family)
     if state is not None:
         request[_rate_headers_key] = state

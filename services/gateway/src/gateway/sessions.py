@@ -16,19 +16,18 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, cast, get_args
+from typing import Any, cast
 
 import aiohttp
 import jwt
 from prometheus_client import Counter
 
 from gateway.settings import GatewaySettings
+from trulayer_common.access import ROLES, Role
 from trulayer_common.errors import ApiError, unauthorized
 from trulayer_common.logging import get_logger
 
 log = get_logger(__name__)
-Role = Literal["owner", "member", "viewer"]
-ROLES: tuple[Role, ...] = get_args(Role)
 JWKS_FETCHES = Counter("trulayer_gateway_jwks_fetches_total", "JWKS fetches from the session issuer", ["outcome"])
 
 

@@ -44,12 +44,12 @@ class GatewaySettings(ServiceSettings):
     )
     session_leeway_seconds: int = Field(default=30, description="clock skew tolerated on exp/nbf/iat")
 
-    # Plans, rate limits and quotas (Redis). Off only for benchmarks comparing the cost.
+    # Plans, rate limits and quotas (Redis). LIMITS_ENABLED=false serves every request
+    # uncounted (a deployment whose limits live in front of it).
     plans: PlanCatalog = PlanCatalog()
     limits_enabled: bool = True
-    benchmark_api_key_id: str | None = Field(
-        default=None,
-        description="BENCHMARK ONLY: skip authentication and act as this API key on every /v1 request",
+    config_sync_timeout_seconds: float = Field(
+        default=5.0, description="catch-up with the config log before a read that must see the caller's writes"
     )
 
     # GuardLayer compatibility (POST /api/v1/api-keys creates a tenant without auth).

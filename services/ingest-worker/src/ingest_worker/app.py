@@ -1,4 +1,9 @@
-"""The ingest-worker application: health/readiness/metrics routes and the worker in cleanup_ctx."""
+"""The ingest-worker application: health/readiness/metrics routes and the writers in cleanup_ctx.
+
+Liveness (``/healthz``) fails, with the reason, once a writer's loop died for good (a
+dead-letter flood, an unexpected error): a restart is what helps then. Readiness
+(``/readyz``) wants both writers running.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ingest_worker.alerts_writer import AlertsWriter
 from ingest_worker.settings import IngestWorkerSettings
-from ingest_worker.worker import IngestWorker
+from ingest_worker.writers import TableWriter, alerts_writer, trace_writer
 from trulayer_common import topics
 from trulayer_common.broker_health import BrokerHealth, broker_health
 from trulayer_common.clickhouse import ClickHouse, clickhouse_for
-from trulayer_common.health import add_health_routes
+from trulayer_common.health import LivenessCheck, add_health_routes, task_liveness
 
 settings_key = web.AppKey("settings", IngestWorkerSettings)
-worker_key = web.AppKey("worker", IngestWorker)
-alerts_writer_key = web.AppKey("alerts_writer", AlertsWriter)
+trace_writer_key = web.AppKey("trace_writer", TableWriter)
+alerts_writer_key = web.AppKey("alerts_writer", TableWriter)
 clickhouse_key = web.AppKey("clickhouse", ClickHouse)
 broker_health_key = web.AppKey("broker_health", BrokerHealth)
 
@@ -25,23 +29,29 @@ def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None 
     app = web.Application()
     app[settings_key] = settings
 
-    async def run_worker(app: web.Application) -> AsyncIterator[None]:
+    async def run_writers(app: web.Application) -> AsyncIterator[None]:
         async with clickhouse_for(settings.clickhouse_url, settings.clickhouse_database, clickhouse) as ch:
             app[clickhouse_key] = ch
             async with broker_health(settings, [topics.TRACES, topics.DLQ]) as health:
                 app[broker_health_key] = health
-                worker = IngestWorker(settings, ch)
-                await worker.start()
-                app[worker_key] = worker
-                alerts_writer = AlertsWriter(settings, ch)
-                await alerts_writer.start()
-                app[alerts_writer_key] = alerts_writer
-                yield
-                await alerts_writer.stop()
-                await worker.stop()
+                traces = trace_writer(settings, ch)
+                alerts = alerts_writer(settings, ch)
+                await traces.start()
+                app[trace_writer_key] = traces
+                try:
+                    await alerts.start()
+                    app[alerts_writer_key] = alerts
+                    yield
+                finally:
+                    await alerts.stop()
+                    await traces.stop()
 
-    async def worker_ready() -> bool:
-        return app[worker_key].running
+    def writer_liveness(key: web.AppKey[TableWriter]) -> LivenessCheck:
+        return task_liveness(lambda: writer.task if (writer := app.get(key)) is not None else None)
+
+    async def writers_ready() -> bool:
+        writers = [app.get(key) for key in (trace_writer_key, alerts_writer_key)]
+        return all(writer is not None and writer.running for writer in writers)
 
     async def kafka_ready() -> bool:
         return app[broker_health_key].healthy
@@ -49,6 +59,10 @@ def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None 
     async def clickhouse_ready() -> bool:
         return await app[clickhouse_key].ping()
 
-    app.cleanup_ctx.append(run_worker)
-    add_health_routes(app, {"consumer": worker_ready, "kafka": kafka_ready, "clickhouse": clickhouse_ready})
+    app.cleanup_ctx.append(run_writers)
+    add_health_routes(
+        app,
+        {"consumer": writers_ready, "kafka": kafka_ready, "clickhouse": clickhouse_ready},
+        {"trace_writer": writer_liveness(trace_writer_key), "alerts_writer": writer_liveness(alerts_writer_key)},
+    )
     return app

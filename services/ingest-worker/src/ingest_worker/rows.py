@@ -1,27 +1,26 @@
-"""The pure transform: one ``trulayer.traces`` record → rows of traces, spans and events.
+"""The pure transform: one decoded ``trulayer.traces`` record → rows of traces, spans and events.
 
 No I/O here (snuba's processor shape). The records were validated and completed by the
-gateway (ids, project, timestamps), so the worker parses them with orjson and checks their
-shape rather than validating every field again: the hot path stays cheap. A trace, span or
+gateway (ids, project, timestamps) and ``topics.traces.decode`` checked their shape, so the
+transform does not validate every field again: the hot path stays cheap. A trace, span or
 event dict becomes its own row, completed in place with the columns derived here (tenant,
 status, failure type, token totals, tags, retention); the engine does the rest as it reads
 JSONEachRow (see :data:`INSERT_SETTINGS`): keys that are not columns are skipped, a null or
 absent value takes the column default, and ``input``/``output``/``metadata`` of any JSON type
 are stored as their JSON text (a string as itself). Anything unusable raises
-:class:`InvalidRecordError` and goes to the dead-letter topic; a record the engine still
-rejects on insert is isolated there by the worker.
+:class:`~trulayer_common.topics.InvalidRecordError` and goes to the dead-letter topic; a record
+the engine still rejects on insert is isolated there by the consumer loop.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-import orjson
-
+from trulayer_common.clickhouse.table_sink import TableRows
 from trulayer_common.failures import classify_failure
-from trulayer_common.schemas.envelope import SCHEMA_VERSION
 from trulayer_common.schemas.ingest import EVENT_LEVELS, SPAN_TYPES
+from trulayer_common.topics import InvalidRecordError
+from trulayer_common.topics.traces import TraceEnvelope
 
 _CANONICAL_SPAN_TYPES = frozenset(v for k, v in SPAN_TYPES.items() if k == v)
 _CANONICAL_LEVELS = frozenset(v for k, v in EVENT_LEVELS.items() if k == v)
@@ -40,37 +39,11 @@ INSERT_SETTINGS = {
 }
 
 
-class InvalidRecordError(ValueError):
-    """The record cannot be turned into rows (bad JSON, unknown schema, missing ids)."""
-
-
-@dataclass
-class Rows:
-    traces: list[dict[str, Any]] = field(default_factory=list)
-    spans: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    def extend(self, other: Rows) -> None:
-        self.traces.extend(other.traces)
-        self.spans.extend(other.spans)
-        self.events.extend(other.events)
-
-    def __len__(self) -> int:
-        return len(self.traces)
-
-
-def _required(obj: dict[str, Any], key: str, where: str) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or not value:
-        raise InvalidRecordError(f"{where} without {key}: not produced by the gateway")
-    return value
-
-
-def _trace_rows(tenant_id: str, created: str, trace: dict[str, Any], retention_days: int, out: Rows) -> None:
-    """The trace dict becomes its own row, completed in place (it is ours: just parsed)."""
-    trace_id = _required(trace, "id", "trace")
-    project_id = _required(trace, "project_id", "trace")
-    started = _required(trace, "started_at", "trace")
+def _trace_rows(tenant_id: str, created: str, trace: dict[str, Any], retention_days: int, out: TableRows) -> None:
+    """The trace dict becomes its own row, completed in place (it is ours: just decoded)."""
+    trace_id = trace["id"]
+    project_id = trace["project_id"]
+    started = trace["started_at"]
     spans = trace.pop("spans", None) or ()
     events = trace.pop("events", None) or ()
     prompt = trace.get("prompt_tokens")
@@ -95,7 +68,7 @@ def _trace_rows(tenant_id: str, created: str, trace: dict[str, Any], retention_d
     trace["created_at"] = created
     trace["span_count"] = len(spans)
     trace["retention_days"] = retention_days
-    out.traces.append(trace)
+    out["traces"].append(trace)
     # The columns a span or event row takes from its trace.
     inherited = {
         "tenant_id": tenant_id,
@@ -106,16 +79,14 @@ def _trace_rows(tenant_id: str, created: str, trace: dict[str, Any], retention_d
         "retention_days": retention_days,
     }
     for span in spans:
-        _required(span, "id", f"span of trace {trace_id}")
         kind = span.get("type")
         if kind not in _CANONICAL_SPAN_TYPES:
             span["type"] = SPAN_TYPES.get(kind or "other", "other")
         if not span.get("metadata"):
             span["metadata"] = "{}"
         span.update(inherited)
-        out.spans.append(span)
+        out["spans"].append(span)
     for event in events:
-        _required(event, "id", f"event of trace {trace_id}")
         level = event.get("level")
         if level not in _CANONICAL_LEVELS:
             event["level"] = EVENT_LEVELS.get(level or "info", "info")
@@ -124,39 +95,23 @@ def _trace_rows(tenant_id: str, created: str, trace: dict[str, Any], retention_d
         if not event.get("timestamp"):
             event["timestamp"] = started
         event.update(inherited)
-        out.events.append(event)
+        out["events"].append(event)
 
 
-def to_rows(value: bytes | None, retention_days: int) -> Rows:
-    """Rows for one record. ``retention_days`` is the default TTL; a project's override in the
-    envelope wins. Raises :class:`InvalidRecordError` for anything unusable."""
-    if value is None:
-        raise InvalidRecordError("empty record")
-    try:
-        envelope = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRecordError(f"not JSON: {exc}") from None
-    if not isinstance(envelope, dict):
-        raise InvalidRecordError("not a trace envelope: not an object")
-    version = envelope.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise InvalidRecordError(
-            f"not a trace envelope: schema_version {version!r} (this worker reads ≤ {SCHEMA_VERSION})"
-        )
-    payload = envelope.get("payload")
-    traces = payload.get("traces") if isinstance(payload, dict) else None
-    if not isinstance(traces, list):
-        raise InvalidRecordError("not a trace envelope: no payload.traces array")
-    tenant_id = _required(envelope, "tenant_id", "envelope")
-    created = _required(envelope, "received_at", "envelope")
+def to_rows(envelope: TraceEnvelope, retention_days: int) -> TableRows:
+    """Rows of one decoded record, per table. ``retention_days`` is the default TTL; a project's
+    override in the envelope wins. Raises :class:`InvalidRecordError` for a value of the wrong
+    type (the decoder checks the shape, not every value)."""
+    tenant_id = envelope["tenant_id"]
+    created = envelope["received_at"]
     overrides = envelope.get("retention_days") or {}
-    if not isinstance(overrides, dict):
-        raise InvalidRecordError("not a trace envelope: retention_days is not an object")
-    rows = Rows()
+    rows: TableRows = {"traces": [], "spans": [], "events": []}
+    # The decoded dicts are ours: each is completed in place into its row.
+    traces = cast(list[dict[str, Any]], envelope["payload"]["traces"])
     try:
         for trace in traces:
-            days = overrides.get(trace.get("project_id"), retention_days)
+            days = overrides.get(trace["project_id"], retention_days)
             _trace_rows(tenant_id, created, trace, int(days), rows)
-    except (AttributeError, TypeError, ValueError) as exc:  # an item of the wrong type somewhere
+    except (AttributeError, TypeError, ValueError) as exc:  # a value of the wrong type somewhere
         raise InvalidRecordError(f"malformed trace: {exc}") from None
     return rows

@@ -9,10 +9,9 @@ one thread: it is one engine in this process and serialising calls keeps it safe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -100,20 +99,3 @@ def create_clickhouse(url: str, database: str) -> ClickHouse:
         client = clickhouse_connect.get_client(dsn=url)
         return ClickHouse(client, database, embedded=False)
     raise ValueError(f"CLICKHOUSE_URL must start with chdb:// or http(s)://, got {url!r}")
-
-
-@contextlib.asynccontextmanager
-async def clickhouse_for(url: str, database: str, shared: ClickHouse | None = None) -> AsyncIterator[ClickHouse]:
-    """The client a service uses: ``shared`` when one is injected (the local stack's one chDB,
-    migrated and closed by its owner), else its own, migrated at start and closed at exit."""
-    if shared is not None:
-        yield shared
-        return
-    from trulayer_common.clickhouse.migrations import apply_migrations  # noqa: PLC0415 (import cycle)
-
-    ch = create_clickhouse(url, database)
-    try:
-        await apply_migrations(ch)
-        yield ch
-    finally:
-        ch.close()

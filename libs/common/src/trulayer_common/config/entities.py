@@ -130,6 +130,7 @@ class ConfigRecord(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
+    schema_version: int = Field(default=1, ge=1)
     entity: Entity
     actor: str = "system"
     at: datetime

@@ -15,14 +15,13 @@ import contextlib
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import ValidationError
 
 from trulayer_common import topics
-from trulayer_common.config.entities import ConfigRecord
 from trulayer_common.config.state import ConfigState
 from trulayer_common.kafka import create_consumer, topic_partitions
 from trulayer_common.logging import get_logger
 from trulayer_common.settings import ServiceSettings
+from trulayer_common.topics import config as config_records
 
 log = get_logger(__name__)
 
@@ -131,13 +130,13 @@ class ConfigLogReader:
                 await progress.wait()
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
-        if value is None:
-            if key is not None:
-                self.state.delete(key.decode())
-            return
         try:
-            self.state.apply(ConfigRecord.model_validate_json(value))
-        except ValidationError as exc:
+            if value is None:
+                if key is not None:
+                    self.state.delete(config_records.decode_key(key))
+                return
+            self.state.apply(config_records.decode(value))
+        except topics.InvalidRecordError as exc:
             # A record from a newer control-engine: skip it rather than stop following.
             log.error("config_record_invalid", key=key, error=str(exc))
 

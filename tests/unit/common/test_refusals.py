@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest_worker.refusals import error_names, is_data_error
+from trulayer_common.clickhouse.refusals import error_names, is_data_error
 
 PARSE = (
     "Code: 72. DB::Exception: Code: 72. DB::Exception: Cannot read floating point value: while "

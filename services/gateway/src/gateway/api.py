@@ -1,0 +1,288 @@
+"""The gateway's public API at a glance: every operation it serves or forwards, declared once.
+
+Each entry binds a :class:`~trulayer_common.routing.RouteSpec` (method, path, access, limit
+bucket, OpenAPI operation) to its handler. Served here: ingest, reads of traces, metrics and
+alerting, health and the API document. Forwarded: the control-plane operations of
+:data:`trulayer_common.control_api.CONTROL_ROUTES`. With ``GUARDLAYER_COMPAT`` on, GuardLayer's
+``/api/v1/...`` aliases are added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from gateway import alerting_reads
+from gateway.control_proxy import forward_to
+from gateway.ingest import ingest_batch, ingest_one
+from gateway.metrics import get_metrics
+from gateway.openapi import docs, openapi_json
+from gateway.routes import Route
+from gateway.settings import GatewaySettings
+from gateway.traces import get_trace, list_traces
+from trulayer_common.access import INGEST, PUBLIC, READ
+from trulayer_common.control_api import CONTROL_ROUTES, GUARDLAYER_KEYS
+from trulayer_common.health import health_routes
+from trulayer_common.routing import Operation, QueryParam, RouteSpec
+from trulayer_common.schemas import BatchRequest, TraceRequest
+from trulayer_common.schemas.control import AlertRuleList, AlertRuleOut, AnomalyList, AnomalyOut
+from trulayer_common.schemas.responses import (
+    BatchIngestResponse,
+    DuplicateResponse,
+    IngestResponse,
+    MetricsResponse,
+    TraceDetail,
+    TraceList,
+)
+
+TRACE_FILTERS = (
+    QueryParam("project_id", "string", "project id or name of the tenant"),
+    QueryParam("model", "string", "exact model name"),
+    QueryParam("error", "boolean", "true: only traces with an error; false: only without"),
+    QueryParam(
+        "failure_type",
+        "string",
+        "kind of failure",
+        ("timeout", "rate_limit", "invalid_response", "context_length"),
+    ),
+    QueryParam("from", "string", "ISO 8601 or unix seconds, inclusive, on started_at"),
+    QueryParam("to", "string", "ISO 8601 or unix seconds, exclusive"),
+    QueryParam("latency_min", "number", "ms"),
+    QueryParam("latency_max", "number", "ms"),
+    QueryParam("token_count_min", "integer", "total tokens"),
+    QueryParam("token_count_max", "integer", "total tokens"),
+    QueryParam("tag_key", "string", "tag present (list tags) or key present (map tags)"),
+    QueryParam("tag_value", "string", "with tag_key: map value, or list tag 'key:value'"),
+    QueryParam("session_id", "string", ""),
+)
+_INGEST_ERRORS = (400, 401, 403, 413, 415, 422, 429, 503)
+_READ_ERRORS = (400, 401, 403, 404, 429, 503)
+
+
+def _ingest() -> list[Route]:
+    return [
+        Route(
+            RouteSpec(
+                "POST",
+                "/v1/ingest",
+                INGEST,
+                "ingest",
+                Operation(
+                    "Ingest one trace (idempotent by id)",
+                    "ingest",
+                    TraceRequest,
+                    {201: IngestResponse, 200: DuplicateResponse},
+                    errors=_INGEST_ERRORS,
+                ),
+                "ingest.one",
+            ),
+            ingest_one,
+        ),
+        Route(
+            RouteSpec(
+                "POST",
+                "/v1/ingest/batch",
+                INGEST,
+                "ingest",
+                Operation(
+                    "Ingest up to 100 traces, or GuardLayer calls",
+                    "ingest",
+                    BatchRequest,
+                    {201: BatchIngestResponse},
+                    errors=_INGEST_ERRORS,
+                ),
+                "ingest.batch",
+            ),
+            ingest_batch,
+        ),
+    ]
+
+
+def _reads() -> list[Route]:
+    return [
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/traces",
+                READ,
+                "read",
+                Operation(
+                    "List traces (newest first, cursor pagination)",
+                    "traces",
+                    responses={200: TraceList},
+                    query=(
+                        *TRACE_FILTERS,
+                        QueryParam("limit", "integer", "1..200, default 50"),
+                        QueryParam("cursor", "string", "next_cursor of the previous page"),
+                    ),
+                    errors=_READ_ERRORS,
+                ),
+                "traces.list",
+            ),
+            list_traces,
+        ),
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/traces/{trace_id}",
+                READ,
+                "read",
+                Operation(
+                    "One trace with spans, events, feedback, evaluations",
+                    "traces",
+                    responses={200: TraceDetail},
+                    errors=_READ_ERRORS,
+                ),
+                "traces.get",
+            ),
+            get_trace,
+        ),
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/metrics",
+                READ,
+                "read",
+                Operation(
+                    "Summary metrics; with hours=N also GuardLayer's breakdowns",
+                    "metrics",
+                    responses={200: MetricsResponse},
+                    query=(*TRACE_FILTERS, QueryParam("hours", "number", "window ending now, 0 < hours ≤ 8784")),
+                    errors=_READ_ERRORS,
+                ),
+                "metrics.summary",
+            ),
+            get_metrics,
+        ),
+    ]
+
+
+def _alerting_reads() -> list[Route]:
+    anomaly_query = (
+        QueryParam("project_id", "string", "project id or name"),
+        QueryParam("type", "string", "", alerting_reads.ANOMALY_TYPES),
+        QueryParam("severity", "string", "", alerting_reads.SEVERITIES),
+        QueryParam("from", "string", "on the window start, inclusive"),
+        QueryParam("to", "string", "on the window start, exclusive"),
+        QueryParam("limit", "integer", "1..200, default 50"),
+    )
+    routes: list[Route] = []
+    for base, label in (("/v1/alerts", "alerts"), ("/v1/failure-rules", "failure_rules")):
+        routes += [
+            Route(
+                RouteSpec(
+                    "GET",
+                    base,
+                    READ,
+                    "api",
+                    Operation(
+                        f"List alert rules and recent alert events ({label} path)",
+                        "alerts",
+                        responses={200: AlertRuleList},
+                        errors=_READ_ERRORS,
+                    ),
+                    f"{label}.list",
+                ),
+                alerting_reads.list_rules,
+            ),
+            Route(
+                RouteSpec(
+                    "GET",
+                    base + "/{rule_id}",
+                    READ,
+                    "api",
+                    Operation(
+                        f"Get an alert rule ({label} path)",
+                        "alerts",
+                        responses={200: AlertRuleOut},
+                        errors=_READ_ERRORS,
+                    ),
+                    f"{label}.get",
+                ),
+                alerting_reads.get_rule,
+            ),
+        ]
+    return [
+        *routes,
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/anomalies",
+                READ,
+                "api",
+                Operation(
+                    "Detected anomalies, newest first",
+                    "alerts",
+                    responses={200: AnomalyList},
+                    query=anomaly_query,
+                    errors=_READ_ERRORS,
+                ),
+                "anomalies.list",
+            ),
+            alerting_reads.list_anomalies,
+        ),
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/anomalies/{anomaly_id}",
+                READ,
+                "api",
+                Operation("One anomaly", "alerts", responses={200: AnomalyOut}, errors=_READ_ERRORS),
+                "anomalies.get",
+            ),
+            alerting_reads.get_anomaly,
+        ),
+    ]
+
+
+def _documents() -> list[Route]:
+    return [
+        Route(
+            RouteSpec(
+                "GET",
+                "/openapi.json",
+                PUBLIC,
+                "none",
+                Operation("This document (OpenAPI 3.1)", "meta", responses={200: None}, errors=()),
+                "meta.openapi",
+            ),
+            openapi_json,
+        ),
+        Route(
+            RouteSpec(
+                "GET",
+                "/docs",
+                PUBLIC,
+                "none",
+                Operation("The API reference (HTML)", "meta", responses={200: None}, errors=()),
+                "meta.docs",
+            ),
+            docs,
+        ),
+        *(Route(spec, handler) for spec, handler in health_routes()),
+    ]
+
+
+def _forwarded() -> list[Route]:
+    return [Route(spec, forward_to(spec.path)) for spec in CONTROL_ROUTES if spec is not GUARDLAYER_KEYS]
+
+
+def _guardlayer(routes: list[Route]) -> list[Route]:
+    """GuardLayer's ``/api/v1/...`` aliases of ingest, metrics and alert rules, and its
+    unauthenticated key creation (which creates a starter tenant)."""
+    aliased = {"ingest.one", "ingest.batch", "metrics.summary"}
+    out: list[Route] = []
+    for route in routes:
+        spec = route.spec
+        if spec.name in aliased or spec.path.startswith("/v1/alerts"):
+            alias = replace(spec, path="/api" + spec.path, name="guardlayer." + spec.name)
+            out.append(Route(alias, route.handler))
+    keys = replace(GUARDLAYER_KEYS, path="/api/v1/api-keys", name="guardlayer.api_keys")
+    out.append(Route(keys, forward_to(GUARDLAYER_KEYS.path)))
+    return out
+
+
+def gateway_routes(settings: GatewaySettings) -> list[Route]:
+    routes = [*_ingest(), *_reads(), *_alerting_reads(), *_forwarded(), *_documents()]
+    if settings.guardlayer_compat:
+        routes += _guardlayer(routes)
+    return routes
