@@ -3,14 +3,19 @@
 Detection latency = from the 2xx of the ingest request whose trace crosses a threshold (the
 broker has acknowledged it) to the signed webhook arriving at a receiver in this process.
 
-Set-up through the public API: a webhook to a local receiver, and one rule ``volume ≥ 1`` with
-no cooldown, so every trace crosses its threshold. The tenant's other rules are disabled for
-the run (and re-enabled after). Traces are sent one at a time, each waiting for its webhook,
-so the figure is the end-to-end path (gateway → Kafka → alerter → Kafka → alerter → webhook),
-not queueing.
+Set-up through the public API: a webhook to a local receiver, one rule ``volume ≥ 1`` with the
+shortest cooldown (one minute of event time), and a fresh project per run whose traces carry
+event times a minute and a second apart (in the past), so every trace crosses the threshold
+out of cooldown. The tenant's other rules are disabled for the run (and re-enabled after).
+Traces are sent one at a time, each waiting for its webhook, so the figure is the end-to-end
+path (gateway → Kafka → alerter → Kafka → alerter → webhook), not queueing.
+
+The receiver listens on 127.0.0.1, which webhooks may not reach unless the operator allows it:
+start the stack with ``EGRESS_ALLOWLIST=127.0.0.1/32 make up``.
 
 Environment: BENCH_URL (default http://127.0.0.1:8080), BENCH_KEY (default: the key in
-.trulayer/bootstrap.json), BENCH_ALERTS (200), BENCH_RECEIVER_PORT (0: any free port).
+.trulayer/bootstrap.json), BENCH_ALERTS (200), BENCH_RECEIVER_PORT (0: any free port). The
+project is created with a local session token (``.trulayer/session.secret``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,17 @@ def api_key() -> str:
     if key:
         return key
     return str(json.loads((REPO / ".trulayer" / "bootstrap.json").read_text())["api_key"])
+
+
+def session_headers() -> dict[str, str]:
+    """An owner session of the bootstrap tenant, signed with the local stack's secret."""
+    from control_engine.session_tokens import mint_session_token
+    from control_engine.settings import ControlEngineSettings
+
+    data = REPO / ".trulayer"
+    tenant_id = json.loads((data / "bootstrap.json").read_text())["tenant_id"]
+    settings = ControlEngineSettings(session_hs256_secret=(data / "session.secret").read_text().strip())  # type: ignore[arg-type]
+    return {"Authorization": f"Bearer {mint_session_token(settings, tenant_id, 'owner')}"}
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -76,6 +92,10 @@ async def main() -> None:
                     raise RuntimeError(f"{method} {path}: {resp.status} {data}")
                 return data
 
+        async with http.post(
+            "/v1/projects", json={"name": f"bench-alerts-{uuid.uuid4().hex[:8]}"}, headers=session_headers()
+        ) as resp:
+            project = (await resp.json())["id"]
         before = (await call("GET", "/v1/alerts"))["rules"]
         paused = [r["id"] for r in before if r["enabled"]]
         for rule_id in paused:
@@ -84,8 +104,10 @@ async def main() -> None:
         rule = await call(
             "POST",
             "/v1/alerts",
-            {"name": "bench", "metric": "volume", "operator": "gte", "threshold": 1, "cooldown_minutes": 0},
+            {"name": "bench", "metric": "volume", "operator": "gte", "threshold": 1, "cooldown_minutes": 1},
         )
+        # Event times a minute and a second apart, ending now: each trace is out of the last cooldown.
+        first = time.time() - (ALERTS + 10) * 61
         await asyncio.sleep(1.0)  # the alerter's config view picks the rule up (~100 ms)
         latencies: list[float] = []
         try:
@@ -97,7 +119,8 @@ async def main() -> None:
                     "name": "bench",
                     "model": "m",
                     "latency_ms": 10,
-                    "started_at": datetime.now(UTC).isoformat(),
+                    "project_id": project,
+                    "started_at": datetime.fromtimestamp(first + i * 61, UTC).isoformat(),
                 }
                 await call("POST", "/v1/ingest", trace)
                 acked = time.perf_counter()

@@ -37,6 +37,7 @@ from ingest_worker.writers import TableWriter, alerts_writer, trace_writer
 from trulayer_common.clickhouse import ClickHouse, apply_migrations, create_clickhouse
 from trulayer_common.config import ConfigState, hash_api_key
 from trulayer_common.kafka import create_producer, ensure_topics
+from trulayer_common.secret_box import generate_key_spec
 from trulayer_common.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,6 +46,10 @@ KAFKA = f"127.0.0.1:{os.environ.get('TRULAYER_KAFKA_PORT', '39092')}"
 REDIS = f"redis://127.0.0.1:{os.environ.get('TRULAYER_REDIS_PORT', '36379')}/0"
 INTERNAL_TOKEN = f"tests-internal-{uuid.uuid4().hex}"
 SESSION_SECRET = f"tests-session-secret-{uuid.uuid4().hex}"
+CONFIG_SECRET_KEYS = generate_key_spec("tests")
+# The alerting tests' webhook receivers listen on 127.0.0.1: the operator allow-list lets the
+# alerter and the control-engine reach exactly that address (the rest of 127/8 stays refused).
+EGRESS_ALLOWLIST = "127.0.0.1/32"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -139,6 +144,8 @@ class Harness:
             "kafka_bootstrap_servers": self.base.kafka_bootstrap_servers,
             "redis_url": self.base.redis_url,
             "clickhouse_url": self.base.clickhouse_url,
+            "config_secret_keys": CONFIG_SECRET_KEYS,
+            "egress_allowlist": EGRESS_ALLOWLIST,
         }
 
     async def start(self) -> None:

@@ -3,7 +3,8 @@
 Rules and webhooks are created through the gateway (forwarded to the control-engine); traces
 go through the gateway's ingest. Traces carry their own ``started_at`` (event time), so
 windows and cooldowns are driven by the test's timestamps, not by waiting. A "probe" rule
-(volume ≥ 1, no cooldown) fires on every batch: seeing its delivery for a batch proves the
+(volume ≥ 1, the shortest cooldown: one minute of event time) fires on every batch sent at
+least a minute of event time after the previous one: seeing its delivery for a batch proves the
 alerter has processed that batch, which is what makes "nothing else fired" observable.
 """
 
@@ -88,14 +89,16 @@ async def test_error_rate_rule_fires_once_per_cooldown_with_signed_delivery(
     api: Api, hook: Receiver, alerter: Harness
 ) -> None:
     await api.webhook(hook.url)
-    rule = await api.rule(name="errors", metric="error_rate", operator="gt", threshold=50, cooldown_minutes=5)
-    probe = await api.rule(name="probe", metric="volume", operator="gte", threshold=1, cooldown_minutes=0)
+    rule = await api.rule(
+        name="errors", metric="error_rate", operator="gt", threshold=50, window_secs=120, cooldown_minutes=5
+    )
+    probe = await api.rule(name="probe", metric="volume", operator="gte", threshold=1, cooldown_minutes=1)
 
-    await api.ingest([trace(started_at=ago(900), error="boom" if i == 0 else None) for i in range(4)])
+    await api.ingest([trace(started_at=ago(1000), error="boom" if i == 0 else None) for i in range(4)])
     await processed(hook, probe, 1)
     assert fired(hook, rule) == []  # 25 % errors: below the threshold
 
-    await api.ingest([trace(started_at=ago(899), error="upstream 500") for _ in range(4)])
+    await api.ingest([trace(started_at=ago(940), error="upstream 500") for _ in range(4)])
     await processed(hook, probe, 2)
 
     async def one() -> list[dict[str, Any]]:
@@ -109,10 +112,10 @@ async def test_error_rate_rule_fires_once_per_cooldown_with_signed_delivery(
     assert deliveries[0].headers["X-Trulayer-Event"] == "failure.detected"
 
     # More bad traffic 100 s later: inside the 5-minute cooldown, nothing new is sent.
-    await api.ingest([trace(started_at=ago(799), error="boom") for _ in range(4)])
+    await api.ingest([trace(started_at=ago(840), error="boom") for _ in range(4)])
     await processed(hook, probe, 3)
     # And 6 minutes after the first firing: out of cooldown, a second delivery.
-    await api.ingest([trace(started_at=ago(539), error="boom") for _ in range(4)])
+    await api.ingest([trace(started_at=ago(580), error="boom") for _ in range(4)])
     await processed(hook, probe, 4)
 
     async def two() -> list[dict[str, Any]]:
@@ -134,7 +137,7 @@ async def test_error_rate_rule_fires_once_per_cooldown_with_signed_delivery(
 
 async def test_latency_rules_scope_operators_disable_and_edit(api: Api, hook: Receiver) -> None:
     await api.webhook(hook.url)
-    probe = await api.rule(name="probe", metric="volume", operator="gte", threshold=1, cooldown_minutes=0)
+    probe = await api.rule(name="probe", metric="volume", operator="gte", threshold=1, cooldown_minutes=1)
     slow = await api.rule(metric="latency_p95", operator="gte", threshold=1000, model="gpt-slow")
     fast = await api.rule(metric="latency_p95", operator="lt", threshold=100, model="gpt-fast", enabled=False)
     edited = await api.rule(metric="latency_p95", operator="gt", threshold=10_000, model="gpt-x")
@@ -147,9 +150,9 @@ async def test_latency_rules_scope_operators_disable_and_edit(api: Api, hook: Re
         await processed(hook, probe, batches)
 
     # Another model's slow traces do not reach the model-scoped rule.
-    await send("gpt-other", 3000, 600)
+    await send("gpt-other", 3000, 900)
     assert fired(hook, slow) == []
-    await send("gpt-slow", 1000, 599)  # gte: exactly the threshold fires
+    await send("gpt-slow", 1000, 839)  # gte: exactly the threshold fires
 
     async def slow_fired() -> list[dict[str, Any]]:
         return fired(hook, slow)
@@ -157,10 +160,10 @@ async def test_latency_rules_scope_operators_disable_and_edit(api: Api, hook: Re
     assert (await eventually(slow_fired))[0]["metric_value"] == pytest.approx(1000, rel=0.02)
 
     # Disabled: silence. Enabled again (no restart): the lt rule fires.
-    await send("gpt-fast", 20, 598)
+    await send("gpt-fast", 20, 778)
     assert fired(hook, fast) == []
     await api.call("PATCH", f"/v1/alerts/{fast['id']}", {"enabled": True}, expect=200)
-    await send("gpt-fast", 20, 597)
+    await send("gpt-fast", 20, 717)
 
     async def fast_fired() -> list[dict[str, Any]]:
         return fired(hook, fast)
@@ -168,7 +171,7 @@ async def test_latency_rules_scope_operators_disable_and_edit(api: Api, hook: Re
     assert (await eventually(fast_fired))[0]["operator"] == "lt"
 
     # Edited threshold applies to the next data, without a restart (GuardLayer's PUT shape).
-    await send("gpt-x", 3000, 596)
+    await send("gpt-x", 3000, 656)
     assert fired(hook, edited) == []
     await api.call("PUT", f"/v1/alerts/{edited['id']}", {"threshold_value": 2000}, expect=200)
     await send("gpt-x", 3000, 595)

@@ -46,6 +46,8 @@ async def test_new_tenant_has_three_default_rules(
         ({"metric": "eval_score", "operator": "gt", "threshold": 1}, 422, "metric_name"),
         ({"metric": "error_rate", "operator": "gt", "threshold": 1, "window_secs": 999999}, 400, "window_secs"),
         ({"metric": "error_rate", "operator": "gt", "threshold": 1, "project_id": "nope"}, 400, "project_id"),
+        ({"metric": "error_rate", "operator": "gt", "threshold": 1, "cooldown_minutes": 0}, 400, "cooldown_minutes"),
+        ({"metric": "error_rate", "operator": "gt", "threshold": 1e400}, 400, "threshold"),
     ],
 )
 async def test_rule_validation_names_the_field(
@@ -112,7 +114,8 @@ async def test_webhook_crud_and_signed_test_send(
     created = await api.webhook(hook.url)
     assert "secret" not in created and created["events"] == ["failure.detected"]
     result = await api.call("POST", f"/v1/webhooks/{created['id']}/test", expect=200)
-    assert result["delivered"] is True and result["status_code"] == 200
+    assert result["delivered"] is True and result["outcome"] == "delivered" and result["status_class"] == "2xx"
+    assert "status_code" not in result and "error" not in result
     assert hook.deliveries[0].signature_ok and hook.deliveries[0].body["event"] == "webhook.test"
     listed = await api.call("GET", "/v1/webhooks", expect=200)
     assert [w["id"] for w in listed["webhooks"]] == [created["id"]]
@@ -129,7 +132,9 @@ async def test_latency_spike_detected_and_listed(
     await api.webhook(hook.url)
     # Batches are processed in order only if each is seen before the next is sent (they land on
     # different trace partitions): the probe rule's delivery says a batch was processed.
-    probe = await api.rule(name="probe", metric="volume", operator="gte", threshold=1, cooldown_minutes=0)
+    # One batch per anomaly bucket (60 s of event time): each is a minute after the previous, so
+    # the probe (one-minute cooldown) fires on every one.
+    probe = await api.rule(name="probe", metric="volume", operator="gte", threshold=1, cooldown_minutes=1)
     batches = 0
 
     async def send(traces: list[dict[str, Any]]) -> None:

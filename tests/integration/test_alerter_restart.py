@@ -26,7 +26,7 @@ async def test_restart_mid_window_neither_misses_nor_duplicates(
     api = Api(harness, http, tenant)
     await api.clear_default_rules()
     await api.webhook(hook.url)
-    probe = await api.rule(name="probe", metric="volume", operator="gte", threshold=1, cooldown_minutes=0)
+    probe = await api.rule(name="probe", metric="volume", operator="gte", threshold=1, cooldown_minutes=1)
     rule = await api.rule(metric="volume", operator="gte", threshold=10, window_secs=120, cooldown_minutes=60)
 
     await api.ingest([trace(started_at=ago(700)) for _ in range(6)])
@@ -34,7 +34,7 @@ async def test_restart_mid_window_neither_misses_nor_duplicates(
     await harness.stop_alerter()
     # Sent while the alerter is down: read from the committed offsets on restart. Only with the
     # 6 traces before the restart does the window reach 10.
-    await api.ingest([trace(started_at=ago(690)) for _ in range(6)])
+    await api.ingest([trace(started_at=ago(639)) for _ in range(6)])
     await harness.start_alerter()
     await processed(hook, probe, 2)
     assert len(fired(hook, rule)) == 1
@@ -42,7 +42,7 @@ async def test_restart_mid_window_neither_misses_nor_duplicates(
 
     await harness.stop_alerter()
     await harness.start_alerter()
-    await api.ingest([trace(started_at=ago(680)) for _ in range(6)])
+    await api.ingest([trace(started_at=ago(578)) for _ in range(6)])
     await processed(hook, probe, 3)
     # Still inside the 60-minute cooldown restored from the changelog: no second alert.
     assert len(fired(hook, rule)) == 1

@@ -9,9 +9,10 @@ from alerter.anomalies import Baseline, observe, severity_of
 from alerter.evaluator import Evaluator
 from alerter.observations import observations_from_evaluations, observations_from_points, observations_from_traces
 from alerter.settings import AlerterSettings
-from alerter.webhooks import backoff_delay, is_retryable
+from alerter.webhooks import backoff_delay
 from trulayer_common.config import ConfigRecord, ConfigState
 from trulayer_common.config.entities import AlertRule
+from trulayer_common.outbound import OutboundResult
 from trulayer_common.topics import InvalidRecordError, eval_results
 from trulayer_common.webhook_signature import sign, signed_headers, verify
 
@@ -143,7 +144,8 @@ def test_signature_and_retry_policy() -> None:
     assert verify("s" * 16, headers["X-Trulayer-Timestamp"], headers["X-Trulayer-Signature"], b'{"a":1}')
     assert not verify("s" * 16, headers["X-Trulayer-Timestamp"], headers["X-Trulayer-Signature"], b'{"a":2}')
     assert not verify("s" * 16, "1", sign("s" * 16, 1, b"x"), b"x")  # too old: a replay
-    assert is_retryable(500) and is_retryable(503) and not is_retryable(410) and not is_retryable(429)
+    retryable = [OutboundResult("http_error", s).retryable for s in (500, 503, 410, 429)]
+    assert retryable == [True, True, False, False]
     delays = [backoff_delay(n, 0.5, 4.0) for n in range(1, 10) for _ in range(20)]
     assert all(0 <= d <= 4.0 for d in delays)
     assert max(backoff_delay(1, 0.5, 4.0) for _ in range(50)) <= 0.5

@@ -126,3 +126,15 @@ def test_project_retention_override_wins_over_the_default():
     rows = rows_of(record, retention_days=30)
     assert [t["retention_days"] for t in rows["traces"]] == [365, 30]
     assert rows["spans"][0]["retention_days"] == 365
+
+
+def test_a_batch_of_heavy_traces_is_bounded_by_its_rows() -> None:
+    """Issue 15, finding 3: the trace writer counts traces, and a tenth of the rows when more,
+    so 10,000 traces with 100 spans each no longer make one batch of a million rows."""
+    from trulayer_common.clickhouse.table_sink import TableSink
+
+    sink = TableSink(None, counted_table="traces", rows_per_unit=10)  # type: ignore[arg-type]
+    ordinary = {"traces": [{}] * 100, "spans": [{}] * 100, "events": []}
+    heavy = {"traces": [{}] * 100, "spans": [{}] * 5_000, "events": [{}] * 5_000}
+    assert sink.size(ordinary) == 100
+    assert sink.size(heavy) == 1_010

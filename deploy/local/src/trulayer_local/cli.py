@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import get_args
 
 import orjson
+from pydantic import ValidationError
 
 from control_engine.cli import create_tenant_via_kafka
 from control_engine.session_tokens import mint_session_token
@@ -32,6 +33,7 @@ from trulayer_common.clickhouse.embedded_lock import ChdbLockedError
 from trulayer_common.config import ConfigLogReader, Plan, hash_api_key
 from trulayer_common.kafka import ensure_topics
 from trulayer_common.logging import configure_logging
+from trulayer_common.secret_box import generate_key_spec
 from trulayer_common.settings import ServiceSettings
 from trulayer_local import infra
 from trulayer_local.shutdown import (
@@ -71,6 +73,7 @@ def export_service_env(cfg: infra.InfraConfig) -> None:
     # One process, one member per consumer group: static membership lets a stack restarted
     # after a crash take its partitions back at once.
     os.environ.setdefault("KAFKA_GROUP_INSTANCE_ID", "local")
+    os.environ.setdefault("CONFIG_SECRET_KEYS", local_config_secret_keys(cfg.data_dir))
 
 
 def local_session_secret(data_dir: Path) -> str:
@@ -80,6 +83,17 @@ def local_session_secret(data_dir: Path) -> str:
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def local_config_secret_keys(data_dir: Path) -> str:
+    """The key that seals webhook secrets on the local config log: made once per data dir
+    (mode 600), like the session secret; the secrets sealed with it open after a restart."""
+    path = data_dir / "config-secret.keys"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(generate_key_spec("local1"))
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -225,6 +239,9 @@ def up(repo: Path) -> int:
     except (infra.InfraError, ChdbLockedError) as exc:
         print(f"[up] error: {exc}", file=sys.stderr, flush=True)
         code = 1
+    except ValidationError as exc:  # an unsafe or invalid setting: say which, no traceback
+        print(f"[up] configuration refused: {exc}", file=sys.stderr, flush=True)
+        code = 2
     except KeyboardInterrupt:
         pass
     finally:

@@ -33,6 +33,7 @@ from trulayer_common.health import dead_checks
 from trulayer_common.kafka import ensure_topics
 from trulayer_common.logging import get_logger
 from trulayer_common.settings import ServiceSettings
+from trulayer_local.infra import InfraError
 
 log = get_logger(__name__)
 
@@ -49,6 +50,20 @@ class ServiceSpec:
     background: bool = False
 
 
+def local_control_url(control: ControlEngineSettings, gateway: GatewaySettings) -> str:
+    """Where this process's control-engine listens, for the gateway: follows ``CONTROL_HOST`` /
+    ``CONTROL_PORT``. An explicit ``CONTROL_ENGINE_URL`` pointing elsewhere is refused (the
+    gateway would forward the control plane to nothing, or to some other process)."""
+    host = "127.0.0.1" if control.control_host in ("0.0.0.0", "", "::") else control.control_host  # noqa: S104
+    url = f"http://{host}:{control.control_port}"
+    if "control_engine_url" in gateway.model_fields_set and gateway.control_engine_url.rstrip("/") != url:
+        raise InfraError(
+            f"CONTROL_ENGINE_URL={gateway.control_engine_url} does not reach this stack's control-engine "
+            f"(CONTROL_HOST/CONTROL_PORT: {url}); unset it in local mode, the stack derives it"
+        )
+    return url
+
+
 def default_services(clickhouse_url: str | None = None) -> list[ServiceSpec]:
     """The services of the local stack, in start order (the control-engine owns config first).
 
@@ -61,7 +76,9 @@ def default_services(clickhouse_url: str | None = None) -> list[ServiceSpec]:
     # get a fresh random one (nothing outside the process needs it).
     token = control.internal_token or gateway.internal_token or SecretStr(secrets.token_urlsafe(32))
     control = control.model_copy(update={"internal_token": token})
-    gateway = gateway.model_copy(update={"internal_token": token})
+    gateway = gateway.model_copy(
+        update={"internal_token": token, "control_engine_url": local_control_url(control, gateway)}
+    )
     worker = IngestWorkerSettings(**overrides)  # type: ignore[arg-type]
     alerter = AlerterSettings(**overrides)  # type: ignore[arg-type]
     return [

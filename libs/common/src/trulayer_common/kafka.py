@@ -1,22 +1,69 @@
-"""Kafka producer factory (idempotent, acks=all), consumer factory, topic creation."""
+"""Kafka producer factory (idempotent, acks=all), consumer factory, topic creation.
+
+Every Kafka client of every service is built here, with the cluster's security settings
+(:func:`client_security`: TLS and SASL from ``ServiceSettings``), and every topic we create
+gets ``KAFKA_REPLICATION_FACTOR`` replicas and ``min.insync.replicas`` (so acks=all means that
+many copies, not one).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from trulayer_common.logging import get_logger
 from trulayer_common.settings import ServiceSettings
 from trulayer_common.topics import TOPICS, TopicSpec
 
 log = get_logger(__name__)
+
+
+def ssl_context(settings: ServiceSettings) -> ssl.SSLContext | None:
+    """The TLS context of the Kafka clients (``None`` without TLS)."""
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=settings.kafka_ssl_cafile, certfile=settings.kafka_ssl_certfile, keyfile=settings.kafka_ssl_keyfile
+    )
+    context.check_hostname = settings.kafka_ssl_check_hostname
+    return context
+
+
+def client_security(settings: ServiceSettings) -> dict[str, Any]:
+    """The security keyword arguments of every aiokafka client (producer, consumer, admin)."""
+    options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    context = ssl_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
+    if settings.kafka_sasl_mechanism is not None:
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        password = settings.kafka_sasl_password
+        options["sasl_plain_password"] = password.get_secret_value() if password is not None else None
+    return options
+
+
+def create_admin(settings: ServiceSettings, *, request_timeout_ms: int = 15_000) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        request_timeout_ms=request_timeout_ms,
+        **client_security(settings),
+    )
+
+
+def topic_config(settings: ServiceSettings, spec: TopicSpec) -> dict[str, str]:
+    """A topic's configs as created: its spec's, plus ``min.insync.replicas`` from the settings."""
+    return {"min.insync.replicas": str(settings.kafka_min_insync_replicas), **spec.config}
 
 
 def create_producer(settings: ServiceSettings, *, client_id: str | None = None) -> AIOKafkaProducer:
@@ -30,6 +77,7 @@ def create_producer(settings: ServiceSettings, *, client_id: str | None = None) 
         max_request_size=settings.kafka_max_message_bytes,
         request_timeout_ms=10_000,
         metadata_max_age_ms=60_000,
+        **client_security(settings),
     )
 
 
@@ -40,6 +88,7 @@ def create_kafka_client(settings: ServiceSettings, *, client_id: str) -> AIOKafk
         client_id=client_id,
         request_timeout_ms=10_000,
         metadata_max_age_ms=60_000,
+        **client_security(settings),
     )
 
 
@@ -72,6 +121,7 @@ def create_consumer(
         heartbeat_interval_ms=2_000,
         isolation_level="read_uncommitted",
         group_instance_id=f"{instance}-{group_id}" if instance and group_id else None,
+        **client_security(settings),
     )
 
 
@@ -80,7 +130,7 @@ async def ensure_topics(settings: ServiceSettings, specs: Iterable[TopicSpec] = 
     the configs of existing ones to their spec (a changed spec applies at the next start; the
     spec replaces configs set on the topic by hand). Idempotent; returns the created topics."""
     specs = list(specs)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=15_000)
+    admin = create_admin(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -89,11 +139,17 @@ async def ensure_topics(settings: ServiceSettings, specs: Iterable[TopicSpec] = 
             with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile by another process
                 await admin.create_topics(
                     [
-                        NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, topic_configs=s.config)
+                        NewTopic(
+                            s.name,
+                            num_partitions=s.partitions,
+                            replication_factor=settings.kafka_replication_factor,
+                            topic_configs=topic_config(settings, s),
+                        )
                         for s in missing
                     ]
                 )
-        await _reconcile_configs(admin, [s for s in specs if s.name in existing and s.config])
+        present = [TopicSpec(s.name, s.partitions, topic_config(settings, s)) for s in specs if s.name in existing]
+        await _reconcile_configs(admin, present)
         return [s.name for s in missing]
     finally:
         await admin.close()
@@ -122,7 +178,7 @@ async def _reconcile_configs(admin: AIOKafkaAdminClient, specs: list[TopicSpec])
 
 async def wait_for_kafka(settings: ServiceSettings, timeout: float = 30.0) -> None:
     """Fail fast at start: raise if the brokers do not answer within ``timeout`` seconds."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=5_000)
+    admin = create_admin(settings, request_timeout_ms=5_000)
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
@@ -137,7 +193,7 @@ async def wait_for_kafka(settings: ServiceSettings, timeout: float = 30.0) -> No
 
 async def topic_partitions(settings: ServiceSettings, topic: str) -> list[int]:
     """The partition ids of ``topic`` (empty when it does not exist), from the brokers' metadata."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000)
+    admin = create_admin(settings, request_timeout_ms=10_000)
     await admin.start()
     try:
         described = await admin.describe_topics([topic])

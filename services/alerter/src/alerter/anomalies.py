@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from alerter.stored import bounded, count, finite, mapping
+
 AnomalyType = Literal["latency_spike", "error_rate_spike", "volume_anomaly"]
 ANOMALY_METRICS: dict[str, AnomalyType] = {
     "latency_p95": "latency_spike",
@@ -35,14 +37,15 @@ class Baseline:
         return max(math.sqrt(max(self.var, 0.0)), floor)
 
     def update(self, x: float, alpha: float) -> None:
+        """Fold ``x`` in; mean and variance stay finite (bounded) whatever the samples."""
         if self.n == 0:
-            self.mean, self.var = x, 0.0
+            self.mean, self.var = bounded(x), 0.0
         else:
             # West's incremental EWMA variance.
             diff = x - self.mean
             incr = alpha * diff
-            self.mean += incr
-            self.var = (1 - alpha) * (self.var + diff * incr)
+            self.mean = bounded(self.mean + incr)
+            self.var = max(bounded((1 - alpha) * (self.var + diff * incr)), 0.0)
         self.n += 1
 
     def to_json(self) -> dict[str, Any]:
@@ -50,9 +53,16 @@ class Baseline:
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Baseline:
+        """The baseline as :meth:`to_json` wrote it; ``CorruptStateError`` for anything else
+        (a ``null`` left by an overflow, a missing field)."""
         if not data:
             return cls()
-        return cls(mean=float(data["m"]), var=float(data["v"]), n=int(data["n"]))
+        data = mapping(data, "baseline")
+        return cls(
+            mean=finite(data.get("m"), "baseline mean"),
+            var=finite(data.get("v"), "baseline variance"),
+            n=count(data.get("n"), "baseline n"),
+        )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from aiohttp import web
 from alerter.publisher import AlertPublisher
 from alerter.settings import AlerterSettings
 from alerter.start_offsets import pin_start_offsets
-from alerter.streams import build_app, internal_topic_specs
+from alerter.streams import AgentHealth, build_app, internal_topic_specs
 from alerter.webhooks import WebhookDispatcher
 from trulayer_common import topics
 from trulayer_common.broker_health import BrokerHealth
@@ -32,10 +32,12 @@ reader_key = web.AppKey("config_reader", ConfigLogReader)
 dispatcher_key = web.AppKey("dispatcher", WebhookDispatcher)
 faust_key = web.AppKey("faust_app", faust.App)
 broker_health_key = web.AppKey("broker_health", BrokerHealth)
+agent_health_key = web.AppKey("agent_health", AgentHealth)
 
 
 async def _run(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
+    secrets = settings.secret_box()  # refuses to start without CONFIG_SECRET_KEYS: deliveries are signed
     reader = ConfigLogReader(settings)
     await reader.start()
     producer = create_producer(settings, client_id=f"{settings.service_name}-alerts")
@@ -53,13 +55,13 @@ async def _run(app: web.Application) -> AsyncIterator[None]:
         app[broker_health_key] = health
         await producer.start()
         publisher = AlertPublisher(producer, reader.state)
-        dispatcher = WebhookDispatcher(settings, publisher.record_attempt, publisher.mark_delivered)
+        dispatcher = WebhookDispatcher(settings, publisher.record_attempt, publisher.mark_delivered, secrets)
         await dispatcher.start()
         publisher.dispatcher = dispatcher
         await ensure_topics(settings, internal_topic_specs(settings))
         if settings.alerter_start_from == "latest":
             await pin_start_offsets(settings, [topics.TRACES, topics.EVAL_RESULTS])
-        stream_app = build_app(settings, reader.state, publisher.publish)
+        stream_app = build_app(settings, reader.state, publisher.publish, app[agent_health_key])
         await stream_app.start()
         app[reader_key] = reader
         app[dispatcher_key] = dispatcher
@@ -79,6 +81,7 @@ async def _run(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: AlerterSettings) -> web.Application:
     app = web.Application()
     app[settings_key] = settings
+    app[agent_health_key] = AgentHealth()
     app.cleanup_ctx.append(_run)
 
     async def kafka_ready() -> bool:
@@ -100,5 +103,9 @@ def create_app(settings: AlerterSettings) -> web.Application:
             and not stream_app.in_recovery
         )
 
-    add_health_routes(app, {"kafka": kafka_ready, "config": config_ready, "streams": streams_ready})
+    add_health_routes(
+        app,
+        {"kafka": kafka_ready, "config": config_ready, "streams": streams_ready},
+        {"agents": app[agent_health_key].liveness},
+    )
     return app

@@ -11,23 +11,39 @@ State keys (all for one ``tenant|project`` scope, hence on one partition):
   "an": last closed anomaly bucket}``
 * ``fired``     ``rule_id|project`` → event time of the rule's last firing (the cooldown)
 * ``baselines`` ``tenant|project|metric`` → :class:`Baseline` JSON
+
+A stored entry that does not decode (:class:`~alerter.stored.CorruptStateError`) is dropped,
+counted in ``trulayer_alerter_state_dropped_total{table}`` and logged: the scope starts that
+entry afresh instead of the agent crashing on every record.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from prometheus_client import Counter
 
 from alerter.anomalies import ANOMALY_METRICS, Baseline, observe
 from alerter.events import alert_event, anomaly_event
 from alerter.settings import AlerterSettings
+from alerter.stored import CorruptStateError, finite, mapping
 from alerter.windows import BucketAgg, breaches, bucket_start, in_cooldown, metric_value, window_buckets
 from trulayer_common.config import ConfigState
-from trulayer_common.config.entities import AlertRule
+from trulayer_common.config.entities import MIN_COOLDOWN_MINUTES, AlertRule
+from trulayer_common.logging import get_logger
 from trulayer_common.topics import alerts as alert_records
 
+log = get_logger(__name__)
+STATE_DROPPED = Counter(
+    "trulayer_alerter_state_dropped_total",
+    "stored alerter state entries that did not decode and were dropped",
+    ["table"],
+)
+
 Store = MutableMapping[str, Any]
+T = TypeVar("T")
 _SCORE_METRICS = ("hallucination_score", "eval_score")
 _MAX_DECODED = 200_000  # decoded buckets kept (a 1 h window of one scope is 720)
 _MAX_WINDOWS = 20_000  # merged window prefixes kept (one per scope × model × window length)
@@ -37,6 +53,24 @@ _MAX_WINDOWS = 20_000  # merged window prefixes kept (one per scope × model × 
 class Outcome:
     alerts: list[alert_records.AlertEvent] = field(default_factory=list)
     anomalies: list[alert_records.Anomaly] = field(default_factory=list)
+
+
+def _meta_of(stored: Any) -> dict[str, Any]:
+    """A scope's meta entry, checked field by field (``CorruptStateError`` otherwise)."""
+    if not stored:
+        return {}
+    data = mapping(stored, "meta")
+    meta: dict[str, Any] = {}
+    if data.get("wm") is not None:
+        meta["wm"] = finite(data["wm"], "meta watermark")
+    for name in ("lo", "an"):
+        if data.get(name) is not None:
+            meta[name] = int(finite(data[name], f"meta {name}"))
+    models = data.get("models") or []
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise CorruptStateError("meta models: not a list of names")
+    meta["models"] = models
+    return meta
 
 
 def _rules_for(state: ConfigState, tenant_id: str, project_id: str) -> list[AlertRule]:
@@ -81,7 +115,7 @@ class Evaluator:
         if not timestamps:
             return Outcome()
         bucket_secs = self.settings.bucket_secs
-        meta = dict(self.meta.get(scope) or {})
+        meta = self._decoded_or_dropped(self.meta, "meta", scope, _meta_of) or {}
         previous_wm = meta.get("wm")
         watermark = max(*timestamps, previous_wm or float("-inf"))
         horizon = watermark - self.settings.max_window_secs - self.settings.anomaly_bucket_secs
@@ -148,9 +182,23 @@ class Evaluator:
         if data is None:
             self._decoded.pop(key, None)
             return BucketAgg()
-        decoded = BucketAgg.from_json(data)
+        decoded = self._decoded_or_dropped(self.buckets, "buckets", key, BucketAgg.from_json)
+        if decoded is None:
+            self._decoded.pop(key, None)
+            return BucketAgg()
         self._decoded[key] = (data, decoded)
         return decoded
+
+    @staticmethod
+    def _decoded_or_dropped(store: Store, table: str, key: str, decode: Callable[[Any], T]) -> T | None:
+        """``decode(store[key])``; a value that does not decode is deleted, counted, logged → None."""
+        try:
+            return decode(store.get(key))
+        except CorruptStateError as exc:
+            STATE_DROPPED.labels(table).inc()
+            log.error("alerter_state_dropped", table=table, key=key, error=str(exc))
+            store.pop(key, None)
+            return None
 
     def window(self, scope: str, model: str, watermark: float, window_secs: int) -> BucketAgg:
         """The merge of the buckets covering the window. All but the newest bucket are merged
@@ -188,7 +236,12 @@ class Evaluator:
         if value is None or not breaches(rule.operator, value, rule.threshold):
             return None
         fired_key = f"{rule.id}|{project_id}"
-        if in_cooldown(self.fired.get(fired_key), watermark, rule.cooldown_minutes):
+        # Rules written before the minimum existed may carry less: the minimum applies to them too.
+        cooldown = max(rule.cooldown_minutes, MIN_COOLDOWN_MINUTES)
+        last_fired = self._decoded_or_dropped(
+            self.fired, "fired", fired_key, lambda v: None if v is None else finite(v, "last firing")
+        )
+        if in_cooldown(last_fired, watermark, cooldown):
             return None
         self.fired[fired_key] = watermark
         return alert_event(rule, project_id, value, watermark)
@@ -239,7 +292,7 @@ class Evaluator:
             if metric not in samples:
                 continue
             key = f"{scope}|{metric}"
-            baseline = Baseline.from_json(self.baselines.get(key))
+            baseline = self._decoded_or_dropped(self.baselines, "baselines", key, Baseline.from_json) or Baseline()
             verdict = observe(
                 baseline,
                 metric,

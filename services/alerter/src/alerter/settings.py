@@ -21,7 +21,6 @@ class AlerterSettings(ServiceSettings):
         default="latest", description="where a brand-new consumer group starts (committed offsets win after)"
     )
     alerter_partitions: int = Field(default=8, ge=1, description="partitions of the observations topic")
-    alerter_replication_factor: int = Field(default=1, ge=1)
     bucket_secs: int = Field(default=5, ge=1, description="granularity of the sliding windows")
     max_window_secs: int = Field(default=3600, ge=60, description="longest rule window kept in state")
     anomaly_bucket_secs: int = Field(default=60, ge=5, description="one anomaly sample per project per bucket")
@@ -35,4 +34,10 @@ class AlerterSettings(ServiceSettings):
     webhook_backoff_max_seconds: float = Field(default=30.0, ge=0)
     webhook_concurrency: int = Field(default=64, ge=1, description="deliveries in flight, all tenants")
     webhook_tenant_concurrency: int = Field(default=4, ge=1, description="deliveries in flight per tenant")
-    webhook_max_pending: int = Field(default=10_000, ge=1, description="queued deliveries before dropping")
+    webhook_max_pending: int = Field(
+        default=10_000, ge=1, description="waiting deliveries, all tenants, before dropping"
+    )
+    webhook_tenant_max_pending: int = Field(
+        default=500, ge=1, description="waiting deliveries of one tenant before its new ones are dropped"
+    )
+    webhook_max_reply_bytes: int = Field(default=4096, ge=0, description="bytes of a receiver's reply read at most")

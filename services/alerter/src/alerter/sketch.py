@@ -4,7 +4,9 @@ A value ``x > 0`` falls in bucket ``ceil(log_gamma(x))`` with ``gamma = (1 + a) 
 any quantile read back is within ``a`` (relative) of the true one. Two sketches merge by
 adding bucket counts, which is what lets the alerter keep small per-bucket sketches and answer
 p95 over any window by merging the buckets inside it. Values ≤ ``MIN_VALUE`` share one bucket
-(latencies of 0 ms are real). Serialises to plain JSON for the faust changelog.
+(latencies of 0 ms are real), values above ``MAX_VALUE`` share the top bucket (so every bucket
+index, and every quantile read back, stays finite). Serialises to plain JSON for the faust
+changelog; :meth:`LogSketch.from_json` refuses what it did not write (``CorruptStateError``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from alerter.stored import CorruptStateError, count, mapping
+
 RELATIVE_ACCURACY = 0.01
 MIN_VALUE = 1e-3
 _GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 _LOG_GAMMA = math.log(_GAMMA)
+MAX_VALUE = 1e12  # far above any latency in ms the API accepts (7 days = 6.048e8)
+_MAX_INDEX = math.ceil(math.log(MAX_VALUE) / _LOG_GAMMA)
+_MIN_INDEX = math.ceil(math.log(MIN_VALUE) / _LOG_GAMMA)
 _ZERO = "z"
 
 
@@ -33,7 +40,7 @@ class LogSketch:
         if value <= MIN_VALUE:
             self.zeros += weight
         else:
-            index = math.ceil(math.log(value) / _LOG_GAMMA)
+            index = math.ceil(math.log(min(value, MAX_VALUE)) / _LOG_GAMMA)
             self.bins[index] = self.bins.get(index, 0) + weight
         self.count += weight
 
@@ -73,7 +80,15 @@ class LogSketch:
         sketch = cls()
         if not data:
             return sketch
-        sketch.zeros = int(data.get(_ZERO, 0))
-        sketch.bins = {int(k): int(v) for k, v in (data.get("b") or {}).items()}
+        data = mapping(data, "sketch")
+        sketch.zeros = count(data.get(_ZERO, 0), "sketch zeros")
+        for key, n in mapping(data.get("b") or {}, "sketch bins").items():
+            try:
+                index = int(key)
+            except ValueError:
+                raise CorruptStateError(f"sketch bin {key!r}: not an index") from None
+            if not _MIN_INDEX <= index <= _MAX_INDEX:
+                raise CorruptStateError(f"sketch bin {index}: out of range")
+            sketch.bins[index] = count(n, "sketch bin count")
         sketch.count = sketch.zeros + sum(sketch.bins.values())
         return sketch

@@ -16,6 +16,7 @@ event is processed (at-least-once); the cooldown table entry is flushed to its c
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,16 @@ import faust
 from prometheus_client import Counter
 
 from alerter.evaluator import Evaluator, Outcome
-from alerter.observations import observations_from_evaluations, observations_from_points, observations_from_traces
+from alerter.observations import (
+    checked_observation,
+    observations_from_evaluations,
+    observations_from_points,
+    observations_from_traces,
+)
 from alerter.settings import AlerterSettings
 from trulayer_common import topics
 from trulayer_common.config import ConfigState
+from trulayer_common.kafka import ssl_context
 from trulayer_common.logging import get_logger
 from trulayer_common.topics import InvalidRecordError, TopicSpec, traces
 
@@ -35,6 +42,7 @@ log = get_logger(__name__)
 SKIPPED = Counter("trulayer_alerter_records_skipped_total", "input records the alerter could not read", ["topic"])
 FIRED = Counter("trulayer_alerter_alerts_fired_total", "alert rule firings")
 ANOMALIES = Counter("trulayer_alerter_anomalies_total", "anomalies detected", ["type"])
+AGENT_CRASHES = Counter("trulayer_alerter_agent_crashes_total", "faust agent crashes", ["agent"])
 
 TABLES = ("buckets", "meta", "fired", "baselines")
 _MIB = 1024 * 1024
@@ -52,6 +60,7 @@ CHANGELOG_CONFIG = {
     "min.cleanable.dirty.ratio": "0.1",
 }
 OutcomeHandler = Callable[[Outcome], Awaitable[None]]
+AgentBody = Callable[[Any], Awaitable[None]]
 
 
 def _brokers(bootstrap: str) -> list[str]:
@@ -73,7 +82,57 @@ def internal_topic_specs(settings: AlerterSettings) -> list[TopicSpec]:
     return specs
 
 
-def build_app(settings: AlerterSettings, config: ConfigState, on_outcome: OutcomeHandler) -> faust.App:
+class AgentHealth:
+    """Whether every agent is still doing its job: the first crash (faust restarts the actor, but
+    an agent that crashes once on bad state crashes again on the next record) turns the alerter's
+    liveness red, so the process is restarted and the crash is visible instead of alerting going
+    quiet while ``/healthz`` says ok."""
+
+    def __init__(self) -> None:
+        self.crash: str | None = None
+
+    def watched(self, fun: AgentBody) -> AgentBody:
+        """The agent body, reporting an exception that ends it before faust restarts it."""
+
+        @functools.wraps(fun)
+        async def agent(stream: Any) -> None:
+            try:
+                await fun(stream)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                name = fun.__name__
+                AGENT_CRASHES.labels(name).inc()
+                log.error("alerter_agent_crashed", agent=name, error=repr(exc))
+                if self.crash is None:
+                    self.crash = f"agent {name} crashed: {type(exc).__name__}: {exc}"[:500]
+                raise
+
+        return agent
+
+    def liveness(self) -> str | None:
+        return self.crash
+
+
+def broker_credentials(settings: AlerterSettings) -> faust.types.auth.CredentialsT | None:
+    """faust's form of the Kafka security settings (the other clients use ``client_security``)."""
+    context = ssl_context(settings)
+    if settings.kafka_sasl_mechanism is not None:
+        password = settings.kafka_sasl_password
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=password.get_secret_value() if password is not None else None,
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def build_app(
+    settings: AlerterSettings, config: ConfigState, on_outcome: OutcomeHandler, health: AgentHealth
+) -> faust.App:
     """A faust app bound to the running loop, its web server off; start it with ``await app.start()``."""
     data_dir = Path(settings.alerter_data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +143,8 @@ def build_app(settings: AlerterSettings, config: ConfigState, on_outcome: Outcom
         datadir=str(data_dir),
         web_enabled=False,
         topic_partitions=settings.alerter_partitions,
-        topic_replication_factor=settings.alerter_replication_factor,
+        topic_replication_factor=settings.kafka_replication_factor,
+        broker_credentials=broker_credentials(settings),
         # A new group's start is pinned beforehand (start_offsets); a reset reads, never skips.
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
@@ -115,6 +175,7 @@ def build_app(settings: AlerterSettings, config: ConfigState, on_outcome: Outcom
             await observations.send(key=key.encode(), value=message)
 
     @app.agent(trace_records)
+    @health.watched
     async def route_traces(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             try:
@@ -126,6 +187,7 @@ def build_app(settings: AlerterSettings, config: ConfigState, on_outcome: Outcom
                 log.warning("trace_record_skipped", error=str(exc))
 
     @app.agent(evals)
+    @health.watched
     async def route_evals(stream: faust.StreamT[bytes]) -> None:
         async for value in stream:
             try:
@@ -135,9 +197,16 @@ def build_app(settings: AlerterSettings, config: ConfigState, on_outcome: Outcom
                 log.warning("evaluation_record_skipped", error=str(exc))
 
     @app.agent(observations)
+    @health.watched
     async def evaluate(stream: faust.StreamT[dict[str, Any]]) -> None:
         async for message in stream:
-            outcome = evaluator.process(message)
+            try:
+                observation = checked_observation(message)
+            except InvalidRecordError as exc:
+                SKIPPED.labels(observations_topic_name(settings)).inc()
+                log.warning("observation_skipped", error=str(exc))
+                continue
+            outcome = evaluator.process(observation)
             if outcome.alerts or outcome.anomalies:
                 FIRED.inc(len(outcome.alerts))
                 for anomaly in outcome.anomalies:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerter.sketch import LogSketch
+from alerter.stored import CorruptStateError, bounded, count, finite, mapping
 from trulayer_common.config.entities import AlertRule
 
 HALLUCINATION_METRIC = "hallucination"
@@ -27,26 +28,30 @@ class BucketAgg:
     scores: dict[str, list[float]] = field(default_factory=dict)  # metric → [sum, n]
 
     def add_point(self, latency_ms: float | None, is_error: int, cost: float | None) -> None:
+        """Non-finite or negative values are not counted (the gateway refuses them; this keeps
+        whatever else produced a record from overflowing the stored sums)."""
         self.count += 1
         self.errors += 1 if is_error else 0
-        if cost is not None and math.isfinite(cost):
-            self.cost += cost
-        if latency_ms is not None:
+        if isinstance(cost, int | float) and math.isfinite(cost) and cost >= 0:
+            self.cost = bounded(self.cost + cost)
+        if isinstance(latency_ms, int | float):
             self.latency.add(latency_ms)
 
     def add_score(self, metric: str, score: float) -> None:
+        if not isinstance(score, int | float) or not math.isfinite(score):
+            return
         total = self.scores.setdefault(metric, [0.0, 0.0])
-        total[0] += score
+        total[0] = bounded(total[0] + score)
         total[1] += 1
 
     def merge(self, other: BucketAgg) -> None:
         self.count += other.count
         self.errors += other.errors
-        self.cost += other.cost
+        self.cost = bounded(self.cost + other.cost)
         self.latency.merge(other.latency)
         for metric, (total, n) in other.scores.items():
             mine = self.scores.setdefault(metric, [0.0, 0.0])
-            mine[0] += total
+            mine[0] = bounded(mine[0] + total)
             mine[1] += n
 
     def copy(self) -> BucketAgg:
@@ -59,14 +64,21 @@ class BucketAgg:
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> BucketAgg:
+        """The bucket as :meth:`to_json` wrote it; ``CorruptStateError`` for anything else."""
         if not data:
             return cls()
+        data = mapping(data, "bucket")
+        scores: dict[str, list[float]] = {}
+        for metric, pair in mapping(data.get("s") or {}, "bucket scores").items():
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise CorruptStateError(f"bucket score {metric!r}: not a [sum, n] pair")
+            scores[metric] = [finite(pair[0], "score sum"), float(count(pair[1], "score n"))]
         return cls(
-            count=int(data.get("c", 0)),
-            errors=int(data.get("e", 0)),
-            cost=float(data.get("$", 0.0)),
+            count=count(data.get("c", 0), "bucket count"),
+            errors=count(data.get("e", 0), "bucket errors"),
+            cost=finite(data.get("$", 0.0), "bucket cost"),
             latency=LogSketch.from_json(data.get("l")),
-            scores={k: [float(v[0]), float(v[1])] for k, v in (data.get("s") or {}).items()},
+            scores=scores,
         )
 
 

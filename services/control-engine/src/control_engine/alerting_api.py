@@ -11,39 +11,51 @@ the config log without a restart.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 
-from control_engine.requests import principal_of
-from control_engine.resources import reader_key, settings_key, tenant_write
+from control_engine.requests import ControlPrincipal, principal_of
+from control_engine.resources import (
+    outbound_key,
+    reader_key,
+    secret_box_key,
+    settings_key,
+    synced_state,
+    tenant_write,
+)
 from control_engine.tenants import new_id
 from trulayer_common.config import ConfigState
 from trulayer_common.config.entities import AlertRule, Webhook
-from trulayer_common.errors import ApiError, bad_request, forbidden, not_found
+from trulayer_common.errors import ApiError, bad_request, forbidden, not_found, unavailable
 from trulayer_common.http import json_response, read_json_model
+from trulayer_common.outbound import check_destination, masked_url
 from trulayer_common.routing import path_param
 from trulayer_common.schemas.control import AlertRuleCreate, AlertRuleFields, WebhookCreate, alert_rule_json
+from trulayer_common.secret_box import SecretUnavailableError, webhook_secret_context
 from trulayer_common.webhook_signature import DELIVERY_HEADER, EVENT_HEADER, signed_headers
 
 MAX_RULES_PER_TENANT = 100
 MAX_WEBHOOKS_PER_TENANT = 20
-TEST_TIMEOUT_SECONDS = 5.0
 NULLABLE_RULE_FIELDS = frozenset({"metric_name", "project_id", "model"})
 
 
-def webhook_json(hook: Webhook) -> dict[str, Any]:
-    """Never the secret: it was shown to the caller who chose it."""
+def sees_full_urls(principal: ControlPrincipal) -> bool:
+    """For Slack-style hooks the URL is the credential: only owners signed in to the dashboard see it."""
+    return principal.kind == "session" and principal.role == "owner"
+
+
+def webhook_json(hook: Webhook, *, full_url: bool) -> dict[str, Any]:
+    """Never the secret, nor any character of it (it was chosen by the caller who sent it);
+    the URL masked to scheme and host unless ``full_url``."""
     return {
         "id": hook.id,
-        "url": hook.url,
+        "url": hook.url if full_url else masked_url(hook.url),
+        "url_masked": not full_url,
         "events": hook.events,
         "enabled": hook.enabled,
-        "secret_hint": hook.secret[:4] + "…",
         "created_at": hook.created_at.isoformat(),
     }
 
@@ -120,29 +132,40 @@ def _webhook_of(state: ConfigState, tenant_id: str, webhook_id: str) -> Webhook:
 
 async def list_webhooks(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    reader = request.app[reader_key]
-    await reader.sync(request.app[settings_key].config_sync_timeout_seconds)
-    hooks = sorted(reader.state.webhooks_of(principal.tenant_id), key=lambda h: (h.created_at, h.id))
-    return json_response({"webhooks": [webhook_json(h) for h in hooks]})
+    state = await synced_state(request)
+    hooks = sorted(state.webhooks_of(principal.tenant_id), key=lambda h: (h.created_at, h.id))
+    full = sees_full_urls(principal)
+    return json_response({"webhooks": [webhook_json(h, full_url=full) for h in hooks]})
 
 
 async def create_webhook(request: web.Request) -> web.Response:
+    """Registration checks the destination now (every delivery checks it again at connect
+    time) and seals the secret before it goes on the config log."""
     principal = principal_of(request)
     body = await read_json_model(request, WebhookCreate, request.app[settings_key].max_body_bytes)
+    url = str(body.url)
+    refusal = await check_destination(url, request.app[outbound_key].policy)
+    if refusal is not None:
+        raise bad_request(
+            f"Invalid field 'url': {refusal}", "validation_error", details=[{"field": "url", "message": refusal}]
+        )
     async with tenant_write(request, principal) as tx:
         if len(tx.state.webhooks_of(principal.tenant_id)) >= MAX_WEBHOOKS_PER_TENANT:
             raise ApiError(409, f"At most {MAX_WEBHOOKS_PER_TENANT} webhooks per tenant", "limit_reached")
+        webhook_id = new_id()
+        sealed = request.app[secret_box_key].seal(body.secret, webhook_secret_context(principal.tenant_id, webhook_id))
         hook = Webhook(
-            id=new_id(),
+            id=webhook_id,
             tenant_id=principal.tenant_id,
-            url=str(body.url),
-            secret=body.secret,
+            url=url,
+            secret=sealed,
             events=body.events,
             enabled=body.enabled,
             created_at=datetime.now(UTC),
         )
         await tx.commit(hook, "webhook.create")
-    return json_response(webhook_json(hook), status=201)
+    # The creator just sent the URL: it is shown back to them whole, this once.
+    return json_response(webhook_json(hook, full_url=True), status=201)
 
 
 async def delete_webhook(request: web.Request) -> web.Response:
@@ -154,9 +177,16 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 
 async def test_webhook(request: web.Request) -> web.Response:
-    """One signed ``webhook.test`` delivery, now, without retries; answers with its outcome."""
+    """One signed ``webhook.test`` delivery, now, without retries, through the SSRF guard;
+    answers with its outcome's category (``delivered``, ``http_error`` with the status class,
+    ``timeout``, ``refused_destination``, ``connection_failed``, ``invalid_url``), never the
+    receiver's text or a connection error."""
     principal = principal_of(request)
     hook = _webhook_of(request.app[reader_key].state, principal.tenant_id, path_param(request, "webhook_id"))
+    try:
+        secret = request.app[secret_box_key].open(hook.secret, webhook_secret_context(hook.tenant_id, hook.id))
+    except SecretUnavailableError as exc:
+        raise unavailable("The webhook's secret cannot be opened with the configured keys", 5) from exc
     delivery_id = new_id()
     payload = orjson.dumps(
         {
@@ -166,29 +196,16 @@ async def test_webhook(request: web.Request) -> web.Response:
             "data": {"webhook_id": hook.id, "tenant_id": hook.tenant_id},
         }
     )
-    headers = {**signed_headers(hook.secret, payload), EVENT_HEADER: "webhook.test", DELIVERY_HEADER: delivery_id}
+    headers = {**signed_headers(secret, payload), EVENT_HEADER: "webhook.test", DELIVERY_HEADER: delivery_id}
     headers["Content-Type"] = "application/json"
-    started = time.perf_counter()
-    status, error = 0, ""
-    try:
-        timeout = aiohttp.ClientTimeout(total=TEST_TIMEOUT_SECONDS)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as http,
-            http.post(hook.url, data=payload, headers=headers, allow_redirects=False) as resp,
-        ):
-            status = resp.status
-            error = "" if 200 <= status < 300 else f"HTTP {status}"
-    except TimeoutError:
-        error = "timeout"
-    except aiohttp.ClientError as exc:
-        error = f"{type(exc).__name__}: {exc}"[:500]
+    result = await request.app[outbound_key].post(hook.url, payload, headers)
     return json_response(
         {
             "webhook_id": hook.id,
-            "delivered": 200 <= status < 300,
-            "status_code": status or None,
-            "error": error or None,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "delivered": result.delivered,
+            "outcome": result.outcome,
+            "status_class": result.status_class,
+            "duration_ms": round(result.duration_ms, 2),
         }
     )
 

@@ -20,9 +20,11 @@ from control_engine.requests import control_middleware, install_routes
 from control_engine.resources import (
     audit_key,
     clickhouse_key,
+    outbound_key,
     producer_key,
     reader_key,
     redis_key,
+    secret_box_key,
     settings_key,
     tenant_writes_key,
     writer_key,
@@ -38,6 +40,7 @@ from trulayer_common.health import add_health_routes
 from trulayer_common.http import request_id_middleware
 from trulayer_common.kafka import create_producer
 from trulayer_common.logging import get_logger
+from trulayer_common.outbound import OutboundClient
 from trulayer_common.redis import connected_redis, redis_ok
 
 log = get_logger(__name__)
@@ -93,6 +96,18 @@ async def _tenant_writes(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _outbound(app: web.Application) -> AsyncIterator[None]:
+    """The client of tenant-chosen URLs (webhook tests), behind the SSRF guard."""
+    settings = app[settings_key]
+    async with OutboundClient(
+        settings.outbound_policy(),
+        timeout_seconds=settings.webhook_test_timeout_seconds,
+        user_agent="trulayer-control-engine/1",
+    ) as client:
+        app[outbound_key] = client
+        yield
+
+
 def create_app(settings: ControlEngineSettings, *, clickhouse: ClickHouse | None = None) -> web.Application:
     token = settings.internal_token.get_secret_value() if settings.internal_token else None
     if token is None:
@@ -102,7 +117,8 @@ def create_app(settings: ControlEngineSettings, *, clickhouse: ClickHouse | None
         client_max_size=settings.max_body_bytes,
     )
     app[settings_key] = settings
-    app.cleanup_ctx.extend([_kafka, _redis, _clickhouse(clickhouse), _tenant_writes])
+    app[secret_box_key] = settings.secret_box()  # refuses to start without CONFIG_SECRET_KEYS
+    app.cleanup_ctx.extend([_kafka, _redis, _clickhouse(clickhouse), _tenant_writes, _outbound])
 
     async def kafka_ready() -> bool:
         return app[broker_health_key].healthy

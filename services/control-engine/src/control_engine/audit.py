@@ -1,5 +1,8 @@
 """The audit trail of configuration changes (ClickHouse ``config_audit``): who, what, when.
 
+The state written is the entity *without secrets*: no key hash, no webhook secret (sealed or
+not), and webhook URLs masked to scheme and host (for Slack-style hooks the URL is the secret).
+
 Written after the change is on the config log: the log is the source of truth, so a change is
 never refused because the audit store is slow or down. A failed audit insert is logged with
 the full record and counted (``trulayer_control_audit_failed_total``) so it can be alerted on.
@@ -11,10 +14,23 @@ from prometheus_client import Counter
 
 from trulayer_common.clickhouse import ClickHouse
 from trulayer_common.config import ConfigRecord
+from trulayer_common.config.entities import Webhook
 from trulayer_common.logging import get_logger
+from trulayer_common.outbound import masked_url
 
 log = get_logger(__name__)
 AUDIT_FAILED = Counter("trulayer_control_audit_failed_total", "config changes whose audit row could not be written")
+
+
+_SECRET_FIELDS = {"key_hash", "secret"}
+
+
+def audit_state(record: ConfigRecord) -> str:
+    """The entity's state as audited: secrets left out, webhook URLs masked."""
+    entity = record.entity
+    if isinstance(entity, Webhook):
+        entity = entity.model_copy(update={"url": masked_url(entity.url)})
+    return entity.model_dump_json(exclude=_SECRET_FIELDS)
 
 
 class AuditLog:
@@ -30,7 +46,7 @@ class AuditLog:
             "action": action,
             "actor": record.actor,
             "request_id": request_id,
-            "state": record.entity.model_dump_json(exclude={"key_hash"}),
+            "state": audit_state(record),
         }
         try:
             await self._ch.insert_json_rows("config_audit", [row])

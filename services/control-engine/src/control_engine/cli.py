@@ -1,5 +1,8 @@
 """``trulayer``: the operator CLI. ``trulayer tenants create --name N --plan P`` prints an owner key;
-``trulayer sessions token --tenant T --role R`` prints a local (HS256) dashboard session token.
+``trulayer sessions token --tenant T --role R`` prints a local (HS256) dashboard session token;
+``trulayer secrets generate-key`` prints a new ``CONFIG_SECRET_KEYS`` entry and ``trulayer
+secrets reseal`` rewrites every webhook whose secret is plaintext (written before secrets were
+sealed) or sealed with a key other than the first of ``CONFIG_SECRET_KEYS`` (rotation).
 
 Reads ``KAFKA_BOOTSTRAP_SERVERS`` like every service; writes through the control-engine's
 config log writer, so the CLI and the API produce identical records.
@@ -20,8 +23,10 @@ from control_engine.settings import ControlEngineSettings
 from control_engine.tenants import CreatedTenant, create_tenant
 from trulayer_common import runtime
 from trulayer_common.clickhouse import apply_migrations, create_clickhouse
-from trulayer_common.config import Plan
+from trulayer_common.config import ConfigLogReader, Plan
 from trulayer_common.kafka import create_producer, ensure_topics
+from trulayer_common.secret_box import SecretUnavailableError, generate_key_spec, webhook_secret_context
+from trulayer_common.settings import load_settings
 
 
 async def create_tenant_via_kafka(settings: ControlEngineSettings, name: str, plan: Plan) -> CreatedTenant:
@@ -48,7 +53,42 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--role", choices=["owner", "member", "viewer"], default="owner")
     token.add_argument("--subject", default="local-admin", help="the user the token names (audit 'actor')")
     token.add_argument("--ttl-minutes", type=int, default=60)
+    secrets = sub.add_parser("secrets", help="secrets sealed on the config log").add_subparsers(
+        dest="action", required=True
+    )
+    key = secrets.add_parser("generate-key", help="print a new CONFIG_SECRET_KEYS entry (kid:base64 key)")
+    key.add_argument("--kid", default="k1", help="the key id (letters, digits, - and _)")
+    secrets.add_parser("reseal", help="re-seal webhook secrets with the first key of CONFIG_SECRET_KEYS")
     return parser
+
+
+async def reseal(settings: ControlEngineSettings) -> tuple[int, int]:
+    """Rewrite every live webhook whose secret is not sealed with the current key; returns
+    (re-sealed, skipped: sealed with a key that is not in ``CONFIG_SECRET_KEYS``)."""
+    box = settings.secret_box()
+    reader = ConfigLogReader(settings)
+    await reader.start()
+    producer = create_producer(settings, client_id="trulayer-cli")
+    await producer.start()
+    try:
+        writer = ConfigLogWriter(producer)
+        count = skipped = 0
+        for hook in list(reader.state.webhooks.values()):
+            if not box.needs_reseal(hook.secret):
+                continue
+            context = webhook_secret_context(hook.tenant_id, hook.id)
+            try:
+                plaintext = box.open(hook.secret, context)
+            except SecretUnavailableError as exc:
+                print(f"skipped webhook {hook.id}: {exc}", file=sys.stderr)
+                skipped += 1
+                continue
+            await writer.append(hook.model_copy(update={"secret": box.seal(plaintext, context)}), "cli:secrets-reseal")
+            count += 1
+        return count, skipped
+    finally:
+        await producer.stop()
+        await reader.stop()
 
 
 async def setup(settings: ControlEngineSettings) -> None:
@@ -65,7 +105,22 @@ async def setup(settings: ControlEngineSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = ControlEngineSettings()
+    if args.command == "secrets" and args.action == "generate-key":
+        try:
+            print(generate_key_spec(args.kid))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    settings = load_settings(ControlEngineSettings)
+    if args.command == "secrets" and args.action == "reseal":
+        try:
+            count, skipped = runtime.run(reseal(settings))
+            print(f"webhooks re-sealed: {count}; skipped (key not in CONFIG_SECRET_KEYS): {skipped}")
+        except Exception as exc:
+            print(f"error: re-sealing failed: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "setup":
         try:
             runtime.run(setup(settings))

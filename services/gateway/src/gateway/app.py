@@ -93,7 +93,9 @@ async def _auth(app: web.Application) -> AsyncIterator[None]:
                 settings.session_jwks_cache_seconds,
                 settings.session_jwks_min_refresh_seconds,
             )
-        app[authenticator_key] = Authenticator(app[config_reader_key], SessionVerifier(settings, jwks))
+        app[authenticator_key] = Authenticator(
+            app[config_reader_key], SessionVerifier(settings, jwks), settings.config_max_staleness_seconds
+        )
         yield
 
 
@@ -129,6 +131,7 @@ def create_app(settings: GatewaySettings, *, clickhouse: ClickHouse | None = Non
         return await app[clickhouse_key].ping()
 
     async def config_ready() -> bool:
+        # Caught up at start, and still hearing from the broker: revocations reach this replica.
         return app[config_reader_key].is_current(settings.config_max_lag_seconds)
 
     add_health_checks(

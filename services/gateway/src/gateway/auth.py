@@ -68,9 +68,16 @@ def credential(request: web.Request) -> str | None:
 
 
 class Authenticator:
-    def __init__(self, reader: ConfigLogReader, sessions: SessionVerifier) -> None:
+    """Fails closed: before the config log is loaded, and whenever this replica's view of it is
+    older than ``max_staleness_seconds`` (a revocation might be missing from it), every
+    authentication is a 503 ``auth_unavailable`` (seed 003: auth fails closed)."""
+
+    def __init__(
+        self, reader: ConfigLogReader, sessions: SessionVerifier, max_staleness_seconds: float | None = None
+    ) -> None:
         self.reader = reader
         self.sessions = sessions
+        self._max_staleness = max_staleness_seconds
 
     @property
     def state(self) -> ConfigState:
@@ -81,6 +88,14 @@ class Authenticator:
         if not self.reader.ready.is_set():
             raise ApiError(
                 503, "Starting up: configuration not loaded yet", "unavailable", headers={"Retry-After": "1"}
+            )
+        if self._max_staleness is not None and self.reader.lag_seconds() > self._max_staleness:
+            raise ApiError(
+                503,
+                "Authentication unavailable: this replica's configuration is stale (revocations may be missing)",
+                "auth_unavailable",
+                extra={"retry_after_seconds": 5},
+                headers={"Retry-After": "5"},
             )
         token = credential(request)
         if token is None:

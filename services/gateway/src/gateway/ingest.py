@@ -4,6 +4,11 @@ The hot path never touches ClickHouse. One Kafka record carries the traces of on
 with every id filled in and every project resolved here, so the worker's transform is pure
 and a redelivered record produces rows with the same keys. A 2xx is sent only after the
 broker acknowledged the record (acks=all); a broker that cannot acknowledge in time → 503.
+
+What a request may carry is bounded here (:mod:`trulayer_common.schemas.bounds`, documented in
+``docs/limits.md``): spans and events per trace and per request, finite and sane numbers,
+timestamps near the time of receipt, and a record the broker accepts (413, never a 503 that
+clients would retry forever).
 """
 
 from __future__ import annotations
@@ -13,15 +18,15 @@ import os
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from prometheus_client import Counter
 from pydantic import ValidationError
 
 from gateway.auth import Principal, project_for_ingest
 from gateway.limits import rate_limiter_key
 from gateway.resources import config_state, dedup_key, principal_key, producer_key, settings_key
-from trulayer_common.errors import unavailable
-from trulayer_common.http import get_request_id, json_response, read_body, read_json, validation_error
+from trulayer_common.errors import ApiError, unavailable
+from trulayer_common.http import get_request_id, json_response, read_body, validation_error
 from trulayer_common.logging import get_logger
 from trulayer_common.schemas import (
     BATCH,
@@ -32,12 +37,21 @@ from trulayer_common.schemas import (
     batch_too_large,
     fold_guardlayer_fields,
 )
+from trulayer_common.schemas.bounds import (
+    check_request_items,
+    check_times,
+    invalid_field,
+    quota_units,
+    refuse_unstorable_numbers,
+)
 from trulayer_common.topics import traces as trace_records
 
 log = get_logger(__name__)
 TRACES_ACCEPTED = Counter("trulayer_gateway_traces_accepted_total", "traces acknowledged by the broker")
 TRACES_DUPLICATE = Counter("trulayer_gateway_traces_duplicate_total", "re-sent trace ids answered as duplicates")
 PRODUCE_FAILED = Counter("trulayer_gateway_produce_failed_total", "ingest requests answered 503")
+# Record overhead on top of key, value and headers (batch and record headers, varints): generous.
+_RECORD_OVERHEAD_BYTES = 1024
 
 
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 4122 variant bits 10xx
@@ -99,10 +113,26 @@ def prepare(trace: TraceRequest, project_id: str, project_name_sent: str | None,
             event["id"] = new_id()
 
 
-async def accept(request: web.Request, principal: Principal, traces: list[TraceRequest]) -> tuple[list[str], set[str]]:
-    """Produce the new traces; returns (all ids in order, ids that were duplicates)."""
+def record_too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        f"The request is too large once stored as one record (max {limit} bytes): send fewer traces per request",
+        "payload_too_large",
+    )
+
+
+async def accept(
+    request: web.Request, principal: Principal, traces: list[TraceRequest], prefix: str | None = None
+) -> tuple[list[str], set[str]]:
+    """Produce the new traces; returns (all ids in order, ids that were duplicates).
+
+    ``prefix`` names the array the traces came in (``traces``), for errors naming a field.
+    """
     state = request.app[config_state]
     received_at = datetime.now(UTC)
+    check_request_items(traces)
+    for i, trace in enumerate(traces):
+        check_times(trace, received_at, f"{prefix}.{i}." if prefix else "")
     projects: dict[str | None, str] = {}  # a batch names few projects: resolve each once
     retention: dict[str, int] = {}  # projects with a retention override, for the worker's TTL
     for trace in traces:
@@ -128,29 +158,39 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
         taken.add(trace_id)
         fresh.append(trace)
     if fresh:
-        # The monthly quota counts accepted traces (duplicates are free); 429 before producing.
-        limiter = request.app.get(rate_limiter_key)
-        reserved = limiter is not None and await limiter.reserve_traces(principal.tenant, len(fresh))
-        value = trace_records.encode(
-            tenant_id=tenant_id,
-            project_id=fresh[0].get("project_id") or principal.require_api_key().project_id,
-            received_at=received_at,
-            request_id=get_request_id(request),
-            traces=fresh,
-            retention_days=retention,
-        )
+        settings = request.app[settings_key]
+        try:
+            value = trace_records.encode(
+                tenant_id=tenant_id,
+                project_id=fresh[0].get("project_id") or principal.require_api_key().project_id,
+                received_at=received_at,
+                request_id=get_request_id(request),
+                traces=fresh,
+                retention_days=retention,
+            )
+        except TypeError as exc:  # orjson: a value JSON cannot hold (the body checks catch the known ones)
+            raise invalid_field("body", "holds a value that cannot be stored as JSON") from exc
         key = trace_records.key(fresh)
         headers = [(trace_records.POINTS_HEADER, trace_records.encode_points(tenant_id, received_at, fresh))]
-        settings = request.app[settings_key]
+        size = len(value) + len(key) + sum(len(k) + len(v) for k, v in headers) + _RECORD_OVERHEAD_BYTES
+        if size > settings.kafka_max_message_bytes:
+            raise record_too_large(settings.kafka_max_message_bytes)
+        # The monthly quota counts trace units (duplicates are free; spans and events count, see
+        # schemas.bounds.quota_units); 429 before producing.
+        units = quota_units(fresh)
+        limiter = request.app.get(rate_limiter_key)
+        reserved = limiter is not None and await limiter.reserve_traces(principal.tenant, units)
         try:
             await asyncio.wait_for(
                 request.app[producer_key].send_and_wait(trace_records.TOPIC, value=value, key=key, headers=headers),
                 settings.produce_timeout_seconds,
             )
         except (KafkaError, TimeoutError) as exc:
-            PRODUCE_FAILED.inc()
             if reserved and limiter is not None:
-                await limiter.release_traces(principal.tenant, len(fresh))
+                await limiter.release_traces(principal.tenant, units)
+            if isinstance(exc, MessageSizeTooLargeError):  # final: a retry would be refused again
+                raise record_too_large(settings.kafka_max_message_bytes) from exc
+            PRODUCE_FAILED.inc()
             log.warning("produce_failed", error=repr(exc), traces=len(fresh))
             raise unavailable("Ingest is temporarily unavailable: the broker did not acknowledge", 2) from exc
         TRACES_ACCEPTED.inc(len(fresh))
@@ -161,7 +201,12 @@ async def accept(request: web.Request, principal: Principal, traces: list[TraceR
 
 async def ingest_one(request: web.Request) -> web.Response:
     principal = request[principal_key]
-    trace = await read_json(request, TRACE, request.app[settings_key].max_body_bytes)
+    body = await read_body(request, request.app[settings_key].max_body_bytes)
+    try:
+        trace = TRACE.validate_json(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    refuse_unstorable_numbers(body, trace)
     ids, duplicates = await accept(request, principal, [trace])
     if duplicates:
         return json_response({"status": "duplicate", "id": ids[0]}, status=200)
@@ -176,8 +221,9 @@ async def ingest_batch(request: web.Request) -> web.Response:
         batch = BATCH.validate_json(body)
     except ValidationError as exc:
         raise (BATCH_TOO_LARGE if batch_too_large(exc) else validation_error(exc)) from None
+    refuse_unstorable_numbers(body, batch)
     traces = batch_items(batch)
-    ids, duplicates = await accept(request, principal, traces)
+    ids, duplicates = await accept(request, principal, traces, "calls" if batch.get("calls") is not None else "traces")
     answer: dict[str, object] = {
         "ingested": len(ids) - len(duplicates),
         "ids": ids,

@@ -9,6 +9,11 @@ from multidict import MultiMapping
 
 from trulayer_common.errors import ApiError
 
+# Times a filter or cursor may name: the engine's DateTime64 cannot hold every Python datetime
+# (year 1 is refused by it), and nothing is stored outside this range anyway.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
 
 def bad_param(name: str, why: str) -> ApiError:
     return ApiError(400, f"Invalid query parameter '{name}': {why}", "invalid_parameter", extra={"parameter": name})
@@ -73,14 +78,21 @@ def parse_time(value: str) -> datetime:
     return datetime.fromtimestamp(number, UTC)
 
 
+def in_time_range(value: datetime) -> bool:
+    return EARLIEST <= value <= LATEST
+
+
 def get_time(query: MultiMapping[str], name: str) -> datetime | None:
     value = get_str(query, name)
     if value is None:
         return None
     try:
-        return parse_time(value)
+        parsed = parse_time(value)
     except (ValueError, OverflowError, OSError):
         raise bad_param(name, "expected an ISO 8601 timestamp or unix seconds") from None
+    if not in_time_range(parsed):
+        raise bad_param(name, f"expected a time from {EARLIEST.date()} to {LATEST.date()}")
+    return parsed
 
 
 def iso(value: datetime | None) -> str | None:

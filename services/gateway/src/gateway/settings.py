@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Self
+
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from trulayer_common.config import PlanCatalog
-from trulayer_common.settings import ServiceSettings
+from trulayer_common.settings import InternalToken, ServiceSettings, SessionSecret
 
 
 class GatewaySettings(ServiceSettings):
@@ -25,7 +27,7 @@ class GatewaySettings(ServiceSettings):
 
     # Control plane: routes forwarded to the control-engine with the authenticated principal.
     control_engine_url: str = "http://127.0.0.1:8081"
-    internal_token: SecretStr | None = Field(
+    internal_token: InternalToken = Field(
         default=None, description="shared secret the control-engine requires on forwarded requests"
     )
     control_timeout_seconds: float = 10.0
@@ -33,9 +35,9 @@ class GatewaySettings(ServiceSettings):
 
     # Dashboard sessions (JWT). RS256 through the issuer's JWKS, or HS256 with a local secret.
     session_jwks_url: str | None = None
-    session_hs256_secret: SecretStr | None = None
-    session_issuer: str | None = Field(default=None, description="required 'iss' when set")
-    session_audience: str | None = Field(default=None, description="required 'aud' when set")
+    session_hs256_secret: SessionSecret = None
+    session_issuer: str | None = Field(default=None, description="required 'iss' (required with a JWKS URL)")
+    session_audience: str | None = Field(default=None, description="required 'aud' (required with a JWKS URL)")
     session_tenant_claim: str = "tenant_id"
     session_role_claim: str = "role"
     session_jwks_cache_seconds: int = Field(default=600, description="JWKS kept this long before a refresh")
@@ -54,3 +56,19 @@ class GatewaySettings(ServiceSettings):
 
     # GuardLayer compatibility (POST /api/v1/api-keys creates a tenant without auth).
     guardlayer_compat: bool = False
+
+    # How current the materialised config log must be to authenticate (revocations reach
+    # authentication through it); readiness uses CONFIG_MAX_LAG_SECONDS (ServiceSettings).
+    config_max_staleness_seconds: float = Field(
+        default=30.0, gt=0, description="authentication fails closed (503) while the config view is older than this"
+    )
+
+    @model_validator(mode="after")
+    def _check_sessions(self) -> Self:
+        if self.session_jwks_url and (not self.session_issuer or not self.session_audience):
+            # Any token of any application of the same identity provider would be accepted.
+            raise ValueError(
+                "SESSION_JWKS_URL needs SESSION_ISSUER and SESSION_AUDIENCE: without them a token the issuer "
+                "minted for any other application would open a session here"
+            )
+        return self

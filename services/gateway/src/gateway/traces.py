@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -16,7 +16,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from gateway.auth import Principal, project_for_read
-from gateway.params import bad_param, get_bool, get_float, get_int, get_str, get_time, iso
+from gateway.params import bad_param, get_bool, get_float, get_int, get_str, get_time, in_time_range, iso
 from gateway.resources import clickhouse_key, config_state, principal_key
 from trulayer_common.errors import ApiError
 from trulayer_common.failures import FAILURE_TYPES
@@ -109,9 +109,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         started, trace_id = orjson.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(started.replace("Z", "+00:00")), str(trace_id)
+        at = datetime.fromisoformat(started.replace("Z", "+00:00"))
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
     except Exception:
         raise bad_param("cursor", "not a cursor returned by this API") from None
+    if not in_time_range(at) or not isinstance(trace_id, str | int):
+        raise bad_param("cursor", "not a cursor returned by this API")
+    return at, str(trace_id)
 
 
 def _json_field(text: str) -> Any:

@@ -2,7 +2,9 @@
 defined by a topic, a consumer group, a pure transform and the tables it writes.
 
 * traces: ``trulayer.traces`` → ``traces``, ``spans``, ``events`` (:mod:`ingest_worker.rows`),
-  batched by trace count and time (``BATCH_MAX_TRACES``, ``BATCH_MAX_WAIT_MS``).
+  batched by trace count and time (``BATCH_MAX_TRACES``, ``BATCH_MAX_WAIT_MS``); a record heavy
+  with spans and events counts a tenth of its rows if that is more, so that one batch holds at
+  most 10 × ``BATCH_MAX_TRACES`` rows (its memory is bounded whatever the traces carry).
 * alerts: ``trulayer.alerts`` → ``alert_events``, ``webhook_deliveries``, ``anomalies``, each
   record to the table of its kind (``topics.alerts.table_row``), on a group of its own so the
   trace path never waits for it.
@@ -20,6 +22,7 @@ from trulayer_common.consumer import BatchingConsumer, BatchPolicy, Record
 from trulayer_common.topics import alerts, traces
 
 TableWriter = BatchingConsumer[TableRows]
+ROWS_PER_TRACE_UNIT = 10
 
 
 def trace_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> TableWriter:
@@ -34,7 +37,9 @@ def trace_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> Tabl
         topic=traces.TOPIC,
         group_id=settings.worker_group_id,
         transform=transform,
-        sink=TableSink(clickhouse, counted_table="traces", insert_settings=INSERT_SETTINGS),
+        sink=TableSink(
+            clickhouse, counted_table="traces", rows_per_unit=ROWS_PER_TRACE_UNIT, insert_settings=INSERT_SETTINGS
+        ),
         policy=BatchPolicy(
             max_size=settings.batch_max_traces,
             max_wait_ms=settings.batch_max_wait_ms,

@@ -2,6 +2,10 @@
 
 Applied versions are recorded in ``schema_migrations``; every statement is also written to be
 idempotent (``IF NOT EXISTS``), so two services starting at once cannot break each other.
+
+Besides plain SQL, a statement ``REBUILD TABLE {db}.<t> AS CREATE TABLE {db}.<t> ...``
+changes what ``ALTER`` cannot (partition or sorting key, column types) while keeping every row:
+create new, copy, swap, drop (:mod:`trulayer_common.clickhouse.rebuild`; idempotent too).
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ import re
 from importlib import resources
 
 from trulayer_common.clickhouse.client import ClickHouse
+from trulayer_common.clickhouse.rebuild import rebuild_table
 from trulayer_common.logging import get_logger
 
 log = get_logger(__name__)
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_REBUILD = re.compile(r"^REBUILD TABLE \{db\}\.(?P<table>\w+) AS\s+(?P<create>CREATE TABLE .+)$", re.DOTALL)
 
 
 def load_migrations() -> list[tuple[int, str, list[str]]]:
@@ -50,8 +56,17 @@ async def apply_migrations(ch: ClickHouse) -> list[int]:
         if version in done:
             continue
         for statement in statements:
-            await ch.command(statement.replace("{db}", db))
+            await run_statement(ch, statement)
         await ch.command(f"INSERT INTO {db}.schema_migrations (version, name) VALUES ({version}, '{name}')")
         log.info("migration_applied", version=version, name=name)
         applied.append(version)
     return applied
+
+
+async def run_statement(ch: ClickHouse, statement: str) -> None:
+    """One migration statement: SQL (``{db}`` replaced), or a ``REBUILD TABLE``."""
+    rebuild = _REBUILD.match(statement)
+    if rebuild is None:
+        await ch.command(statement.replace("{db}", ch.database))
+        return
+    await rebuild_table(ch, rebuild["table"], rebuild["create"])

@@ -24,8 +24,11 @@ class TableSink:
     """Writes :data:`TableRows` items (the ``Sink`` of ``trulayer_common.consumer``).
 
     ``counted_table`` names the table whose rows count toward the batch size (the trace writer
-    counts traces, not their spans); without it every row counts. ``insert_settings`` are the
-    engine settings the transform relies on.
+    counts traces, not their spans); without it every row counts. With ``rows_per_unit`` too,
+    an item counts at least its total rows divided by it: a batch then never holds more than
+    ``rows_per_unit`` × the batch size rows, however many spans and events a trace carries
+    (memory), while ordinary traces still count one each. ``insert_settings`` are the engine
+    settings the transform relies on.
     """
 
     name = "ClickHouse"
@@ -35,16 +38,21 @@ class TableSink:
         clickhouse: ClickHouse,
         *,
         counted_table: str | None = None,
+        rows_per_unit: int | None = None,
         insert_settings: Mapping[str, Any] | None = None,
     ) -> None:
         self._clickhouse = clickhouse
         self._counted = counted_table
+        self._rows_per_unit = rows_per_unit
         self._settings = dict(insert_settings or {})
 
     def size(self, item: TableRows) -> int:
-        if self._counted is not None:
-            return len(item.get(self._counted, ()))
-        return sum(len(rows) for rows in item.values())
+        if self._counted is None:
+            return sum(len(rows) for rows in item.values())
+        counted = len(item.get(self._counted, ()))
+        if self._rows_per_unit is None:
+            return counted
+        return max(counted, sum(len(rows) for rows in item.values()) // self._rows_per_unit)
 
     async def write(self, items: Sequence[TableRows]) -> None:
         merged: TableRows = {}

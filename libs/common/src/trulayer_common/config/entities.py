@@ -78,6 +78,9 @@ AlertMetric = Literal[
     "eval_score",
 ]
 AlertOperator = Literal["gt", "gte", "lt", "lte"]
+# The shortest cooldown: the API refuses less, and the alerter applies at least this to rules
+# written before the bound existed (a rule with no cooldown fired on every record).
+MIN_COOLDOWN_MINUTES = 1.0
 AlertSeverity = Literal["low", "medium", "high", "critical"]
 
 

@@ -3,9 +3,11 @@
 Every replica reads every record (no consumer group). ``ready`` is set once the reader has
 caught up with the end offsets seen at start, so a service never answers from a partial view
 (an API key missing from a half-read log would wrongly be refused). After that,
-:meth:`ConfigLogReader.lag_seconds` says how old the view may be: the time since a fetch
-answer last showed every partition read to its end (a broker outage or a reader that falls
-behind makes it grow; services are not ready beyond ``CONFIG_MAX_LAG_SECONDS``).
+:meth:`ConfigLogReader.lag_seconds` says how old the view may be (:mod:`.freshness`): it grows
+as soon as the broker stops answering, so a service can stop trusting a view that may miss a
+revocation: not ready beyond ``CONFIG_MAX_LAG_SECONDS`` (:meth:`is_current`), and the gateway
+refuses to authenticate beyond ``CONFIG_MAX_STALENESS_SECONDS``. Exported as
+``trulayer_config_log_lag_seconds{service}``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ import contextlib
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import Gauge
 
 from trulayer_common import topics
+from trulayer_common.config.freshness import Freshness
 from trulayer_common.config.state import ConfigState
 from trulayer_common.kafka import create_consumer, topic_partitions
 from trulayer_common.logging import get_logger
@@ -24,6 +29,7 @@ from trulayer_common.settings import ServiceSettings
 from trulayer_common.topics import config as config_records
 
 log = get_logger(__name__)
+LAG = Gauge("trulayer_config_log_lag_seconds", "how old this service's view of the config log may be", ["service"])
 
 
 class ConfigLogReader:
@@ -35,15 +41,15 @@ class ConfigLogReader:
         self._task: asyncio.Task[None] | None = None
         # Replaced after every fetch round: waiters hold the old one, so no wake-up is missed.
         self._progress = asyncio.Event()
-        # Per partition: wall-clock time (ms) of the last fetch answer that found it read to its end.
-        self._current_at: dict[TopicPartition, float] = {}
+        self.freshness = Freshness(time.time())
+        LAG.labels(settings.service_name).set_function(self.lag_seconds)
 
     def lag_seconds(self) -> float:
-        """Seconds since the view was last known current (every partition read to its end);
-        infinite before the first catch-up."""
-        if not self.ready.is_set() or not self._current_at:
+        """How old the materialised state may be: now minus the time of the newest broker answer
+        whose records are all applied; infinite before the first catch-up."""
+        if not self.ready.is_set():
             return float("inf")
-        return max(time.time() - min(self._current_at.values()) / 1000, 0.0)
+        return self.freshness.staleness(time.time())
 
     def is_current(self, max_lag_seconds: float) -> bool:
         """Readiness: caught up at start and :meth:`lag_seconds` within ``max_lag_seconds``."""
@@ -90,7 +96,11 @@ class ConfigLogReader:
                     self._apply(message.key, message.value)
             self._progress.set()
             self._progress = asyncio.Event()
-            await self._note_current(consumer)
+            for tp in consumer.assignment():
+                polled = consumer.last_poll_timestamp(tp)
+                self.freshness.observe(
+                    tp, await consumer.position(tp), consumer.highwater(tp), None if polled is None else polled / 1000
+                )
             if pending:
                 # Position, not the last offset seen: compaction may have removed the record
                 # just before the end offset.
@@ -100,26 +110,23 @@ class ConfigLogReader:
                 if not pending:
                     self.ready.set()
 
-    async def _note_current(self, consumer: AIOKafkaConsumer) -> None:
-        for tp in consumer.assignment():
-            high = consumer.highwater(tp)
-            polled = consumer.last_poll_timestamp(tp)
-            if high is not None and polled and await consumer.position(tp) >= high:
-                self._current_at[tp] = polled
-
     async def sync(self, timeout: float = 5.0) -> None:
         """Wait until every record acknowledged before this call has been applied.
 
         The read-your-writes barrier of the control-engine: after taking a tenant's write lock,
         the state includes every change another replica made under that lock before. Raises
-        ``TimeoutError`` when the log cannot be caught up in time.
+        ``TimeoutError`` when the log cannot be caught up in time, including when the broker
+        cannot even say where the log ends (callers answer 503, never 500).
         """
         consumer = self._consumer
         if consumer is None:
             raise RuntimeError("config log reader is not started")
         async with asyncio.timeout(timeout):
             assigned = sorted(consumer.assignment())
-            end = await consumer.end_offsets(assigned)
+            try:
+                end = await consumer.end_offsets(assigned)
+            except KafkaError as exc:
+                raise TimeoutError(f"config log end offsets unavailable: {exc!r}") from exc
             while True:
                 progress = self._progress
                 # No await between fetching and applying in _follow: a position past a record

@@ -8,12 +8,12 @@ response models forbid unknown fields so that additions are deliberate.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from trulayer_common.access import DEFAULT_KEY_SCOPES, Scope
-from trulayer_common.config.entities import AlertMetric, AlertOperator, AlertRule, AlertSeverity
+from trulayer_common.config.entities import MIN_COOLDOWN_MINUTES, AlertMetric, AlertOperator, AlertRule, AlertSeverity
 from trulayer_common.webhook_signature import MIN_SECRET_CHARS
 
 MAX_WINDOW_SECS = 3600
@@ -123,7 +123,9 @@ class AlertRuleFields(_Request):
     operator: AlertOperator | None = None
     threshold: Threshold | None = Field(default=None, validation_alias=_THRESHOLD)
     window_secs: Annotated[int, Field(ge=10, le=MAX_WINDOW_SECS)] | None = None
-    cooldown_minutes: Annotated[float, Field(ge=0, le=7 * 24 * 60, allow_inf_nan=False)] | None = None
+    cooldown_minutes: Annotated[float, Field(ge=MIN_COOLDOWN_MINUTES, le=7 * 24 * 60, allow_inf_nan=False)] | None = (
+        None
+    )
     severity: AlertSeverity | None = None
     project_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
@@ -182,7 +184,7 @@ class Deleted(_Response):
 
 
 class WebhookCreate(_Request):
-    url: AnyHttpUrl
+    url: Annotated[AnyHttpUrl, Field(max_length=2048)]
     secret: Annotated[str, Field(min_length=MIN_SECRET_CHARS, max_length=256)]
     events: Annotated[list[str], Field(min_length=1, max_length=10)] = Field(
         default_factory=lambda: ["failure.detected"]
@@ -199,11 +201,14 @@ class WebhookCreate(_Request):
 
 
 class WebhookOut(_Response):
+    """No character of the secret, ever; the URL masked to ``scheme://host/…`` except for owners
+    signed in to the dashboard (for Slack-style hooks the URL is a credential)."""
+
     id: str
     url: str
+    url_masked: bool
     events: list[str]
     enabled: bool
-    secret_hint: str
     created_at: str
 
 
@@ -212,10 +217,12 @@ class WebhookList(_Response):
 
 
 class WebhookTestResult(_Response):
+    """The category of the test send's outcome, never the receiver's text or a connection error."""
+
     webhook_id: str
     delivered: bool
-    status_code: int | None
-    error: str | None
+    outcome: Literal["delivered", "http_error", "timeout", "refused_destination", "connection_failed", "invalid_url"]
+    status_class: str | None = Field(description="2xx..5xx when the receiver answered")
     duration_ms: float
 
 

@@ -18,6 +18,7 @@ from pydantic import AliasChoices, ConfigDict, Field, TypeAdapter, ValidationErr
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from trulayer_common.errors import ApiError
+from trulayer_common.schemas.bounds import MAX_EVENTS_PER_TRACE, MAX_SPANS_PER_TRACE, Cost, Latency, TokenCount
 
 MAX_BATCH = 100
 MAX_TAGS = 20
@@ -27,8 +28,6 @@ MAX_ID_CHARS = 256
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
 ShortText = Annotated[str, Field(max_length=MAX_ID_CHARS)]
 Name = Annotated[str, Field(max_length=1024)]
-NonNegative = Annotated[float, Field(ge=0)]
-TokenCount = Annotated[int, Field(ge=0)]
 Metadata = dict[str, Any]
 _Tag = Annotated[str, Field(max_length=MAX_TAG_CHARS)]
 Tags = Annotated[
@@ -55,7 +54,8 @@ EVENT_LEVELS = {
 }
 
 # No global str_max_length: it doubles validation time, and the body size limit bounds strings.
-_WIRE = ConfigDict(extra="ignore")
+# Numbers: finite (and bounded, see schemas.bounds); free-form JSON is checked separately.
+_WIRE = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 @with_config(_WIRE)
@@ -79,8 +79,8 @@ class SpanRequest(TypedDict):
     input: NotRequired[Any]
     output: NotRequired[Any]
     model: NotRequired[str | None]
-    latency_ms: NotRequired[NonNegative | None]
-    cost: NotRequired[NonNegative | None]
+    latency_ms: NotRequired[Latency | None]
+    cost: NotRequired[Cost | None]
     error: NotRequired[str | None]
     prompt_tokens: NotRequired[TokenCount | None]
     completion_tokens: NotRequired[TokenCount | None]
@@ -103,8 +103,8 @@ class TraceRequest(TypedDict):
     input: NotRequired[Any]
     output: NotRequired[Any]
     model: NotRequired[str | None]
-    latency_ms: NotRequired[NonNegative | None]
-    cost: NotRequired[Annotated[NonNegative | None, _alias("cost", "cost_usd")]]
+    latency_ms: NotRequired[Latency | None]
+    cost: NotRequired[Annotated[Cost | None, _alias("cost", "cost_usd")]]
     error: NotRequired[str | None]
     prompt_tokens: NotRequired[Annotated[TokenCount | None, _alias("prompt_tokens", "tokens_in")]]
     completion_tokens: NotRequired[Annotated[TokenCount | None, _alias("completion_tokens", "tokens_out")]]
@@ -112,8 +112,8 @@ class TraceRequest(TypedDict):
     metadata: NotRequired[Metadata | None]
     started_at: NotRequired[Annotated[datetime | None, _alias("started_at", "start_time")]]
     ended_at: NotRequired[Annotated[datetime | None, _alias("ended_at", "end_time")]]
-    spans: NotRequired[Annotated[list[SpanRequest], Field(max_length=10_000)]]
-    events: NotRequired[Annotated[list[EventRequest], Field(max_length=10_000)]]
+    spans: NotRequired[Annotated[list[SpanRequest], Field(max_length=MAX_SPANS_PER_TRACE)]]
+    events: NotRequired[Annotated[list[EventRequest], Field(max_length=MAX_EVENTS_PER_TRACE)]]
     status: NotRequired[Annotated[str, Field(max_length=256)] | None]
     guardrail_flags: NotRequired[list[Any] | None]
 
@@ -124,10 +124,10 @@ class GuardLayerCall(TypedDict):
 
     id: NotRequired[Identifier | None]
     model: Annotated[str, Field(min_length=1, max_length=1024)]
-    latency_ms: NonNegative
+    latency_ms: Latency
     tokens_in: NotRequired[TokenCount]
     tokens_out: NotRequired[TokenCount]
-    cost_usd: NotRequired[NonNegative]
+    cost_usd: NotRequired[Cost]
     status: NotRequired[Annotated[str, Field(max_length=256)]]
     guardrail_flags: NotRequired[list[Any]]
     project_id: NotRequired[ShortText | None]

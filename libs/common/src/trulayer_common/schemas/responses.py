@@ -21,6 +21,12 @@ class ErrorBody(_Response):
     details: list[dict[str, str]] | None = None
     parameter: str | None = None
     retry_after_seconds: int | None = None
+    # 429 monthly_quota_exceeded and 413 too_many_items say what the bound was and what was asked.
+    limit: int | None = None
+    used: int | None = None
+    requested: int | None = None
+    resets_at: str | None = None
+    items: int | None = None
 
 
 class IngestResponse(_Response):
