@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -35,6 +36,8 @@ class ChaosStack:
     ports: dict[str, int] = field(default_factory=dict)
     proc: asyncio.subprocess.Process | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Shared with the gateway replica, which forwards control-plane routes like any gateway.
+    internal_token: str = field(default_factory=lambda: secrets.token_hex(32))
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -70,6 +73,7 @@ class ChaosStack:
             WORKER_PORT=str(self.ports["worker"]),
             ALERTER_PORT=str(self.ports["alerter"]),
             LOG_LEVEL="WARNING",
+            INTERNAL_TOKEN=self.internal_token,
         )
         env.update(self.extra_env)
         return env
