@@ -691,10 +691,26 @@ def stop_redis(cfg: InfraConfig, timeout: float = STOP_TIMEOUT_S) -> None:
 
 
 def start_all(cfg: InfraConfig) -> None:
+    """Install what is missing, then start Redis and Kafka side by side (a restart after a crash
+    waits mostly on Kafka; Redis loading a large dump should not add to it)."""
     ensure_kafka(cfg)
     ensure_redis(cfg)
-    start_redis(cfg)  # first: it is up in well under a second
-    start_kafka(cfg)
+    errors: list[InfraError] = []
+
+    def redis() -> None:
+        try:
+            start_redis(cfg)
+        except InfraError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=redis, name="start-redis")
+    thread.start()
+    try:
+        start_kafka(cfg)
+    finally:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 def stop_all(cfg: InfraConfig, timeout: float = STOP_TIMEOUT_S) -> None:
