@@ -80,6 +80,7 @@ test: check
 
 bench: install
 	@$(BIN)/python bench/ingest_bench.py
+	@$(BIN)/python bench/eval_bench.py
 
 # Its own stack on free ports and in .trulayer/chaos: runs beside a `make up` stack.
 chaos: install

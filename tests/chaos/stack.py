@@ -41,7 +41,7 @@ class ChaosStack:
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        names = ("kafka", "controller", "redis", "gateway", "control", "worker", "alerter")
+        names = ("kafka", "controller", "redis", "gateway", "control", "worker", "alerter", "evals")
         self.ports = self.ports or {name: free_port() for name in names}
         self.log_path = self.data_dir / "chaos-stack.log"
 
@@ -72,6 +72,7 @@ class ChaosStack:
             CONTROL_PORT=str(self.ports["control"]),
             WORKER_PORT=str(self.ports["worker"]),
             ALERTER_PORT=str(self.ports["alerter"]),
+            EVAL_ENGINE_PORT=str(self.ports["evals"]),
             LOG_LEVEL="WARNING",
             INTERNAL_TOKEN=self.internal_token,
         )

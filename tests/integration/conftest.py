@@ -29,11 +29,13 @@ from control_engine.config_log import ConfigLogWriter
 from control_engine.session_tokens import mint_session_token
 from control_engine.settings import ControlEngineSettings
 from control_engine.tenants import CreatedTenant, create_tenant
+from eval_engine.app import create_app as create_eval_engine
+from eval_engine.settings import EvalEngineSettings
 from gateway.app import create_app as create_gateway
 from gateway.resources import config_state
 from gateway.settings import GatewaySettings
 from ingest_worker.settings import IngestWorkerSettings
-from ingest_worker.writers import TableWriter, alerts_writer, trace_writer
+from ingest_worker.writers import TableWriter, alerts_writer, evaluations_writer, feedback_writer, trace_writer
 from trulayer_common.clickhouse import ClickHouse, apply_migrations, create_clickhouse
 from trulayer_common.config import ConfigState, hash_api_key
 from trulayer_common.kafka import create_producer, ensure_topics
@@ -126,6 +128,12 @@ class Harness:
             webhook_backoff_base_seconds=0.05,
             webhook_backoff_max_seconds=0.2,
         )
+        # The eval-engine starts on first use (eval tests), on groups of its own; its judge is the
+        # fake OpenAI-compatible server of tests/integration/eval_support.py.
+        self.eval_settings: EvalEngineSettings | None = None
+        self.eval_app: web.Application | None = None
+        self._eval_runner: web.AppRunner | None = None
+        self.quality_writers: list[TableWriter] = []
         self.alerter_app: web.Application | None = None
         self._alerter_runner: web.AppRunner | None = None
         self.alerts_writer: TableWriter
@@ -159,6 +167,10 @@ class Harness:
         await self.worker.start()
         self.alerts_writer = alerts_writer(self.worker_settings, self.clickhouse)
         await self.alerts_writer.start()
+        for factory in (feedback_writer, evaluations_writer):
+            writer = factory(self.worker_settings, self.clickhouse)
+            await writer.start()
+            self.quality_writers.append(writer)
         self.control_app = create_control_engine(self.control_settings, clickhouse=self.clickhouse)
         self._control_runner = web.AppRunner(self.control_app, access_log=None)
         await self._control_runner.setup()
@@ -185,6 +197,9 @@ class Harness:
         if self._control_runner is not None:
             await self._control_runner.cleanup()
         await self.stop_alerter()
+        await self.stop_eval_engine()
+        for writer in self.quality_writers:
+            await writer.stop()
         await self.alerts_writer.stop()
         await self.worker.stop()
         await self._producer.stop()
@@ -197,6 +212,39 @@ class Harness:
             self._alerter_runner = web.AppRunner(self.alerter_app, access_log=None)
             await self._alerter_runner.setup()
         return self.alerter_app
+
+    async def start_eval_engine(self, judge_url: str, **overrides: Any) -> web.Application:
+        """Start the eval-engine (once; again after :meth:`stop_eval_engine`: resumes its groups)."""
+        if self.eval_settings is None:
+            suffix = uuid.uuid4().hex[:8]
+            self.eval_settings = EvalEngineSettings(
+                **self._shared(),
+                eval_group_id=f"tests-evals-{suffix}",
+                eval_rules_group_id=f"tests-eval-rules-{suffix}",
+                judge_base_url=judge_url,
+                judge_timeout_seconds=0.5,
+                judge_max_attempts=3,
+                judge_backoff_base_seconds=0.05,
+                judge_backoff_max_seconds=0.2,
+                judge_input_cost_per_mtok=1.0,
+                judge_output_cost_per_mtok=2.0,
+                eval_retry_base_seconds=0.5,
+                eval_retry_max_seconds=1.0,
+                trace_wait_seconds=10.0,
+                rules_batch_wait_ms=100,
+                **overrides,
+            )
+        if self.eval_app is None:
+            self.eval_app = create_eval_engine(self.eval_settings, clickhouse=self.clickhouse)
+            self._eval_runner = web.AppRunner(self.eval_app, access_log=None)
+            await self._eval_runner.setup()
+        return self.eval_app
+
+    async def stop_eval_engine(self) -> None:
+        if self._eval_runner is not None:
+            await self._eval_runner.cleanup()
+        self._eval_runner = None
+        self.eval_app = None
 
     async def stop_alerter(self) -> None:
         if self._alerter_runner is not None:
@@ -250,3 +298,21 @@ def trace(**fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"id": f"tr-{uuid.uuid4().hex}", "name": "chat", "model": "gpt-4o", "latency_ms": 100}
     body.update(fields)
     return body
+
+
+@pytest.fixture(scope="session")
+async def judge() -> AsyncIterator[Any]:
+    """The fake OpenAI-compatible judge of the eval tests (one server for the session)."""
+    from tests.integration.eval_support import FakeJudge
+
+    fake = FakeJudge()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def eval_engine(harness: Harness, judge: Any) -> Harness:
+    """The harness with its eval-engine running against the fake judge."""
+    await harness.start_eval_engine(judge.url)
+    return harness

@@ -67,6 +67,7 @@ async def test_restarted_stack_keeps_its_data(http: aiohttp.ClientSession):
         "CONTROL_PORT": str(free_port()),
         "WORKER_PORT": str(free_port()),
         "ALERTER_PORT": str(free_port()),
+        "EVAL_ENGINE_PORT": str(free_port()),
         "LOG_LEVEL": "WARNING",
     }
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "CLICKHOUSE_URL"):

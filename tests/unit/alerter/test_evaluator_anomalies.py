@@ -133,10 +133,10 @@ def test_observations_event_time_capped_at_receipt() -> None:
         }
     )
     received = datetime(2024, 1, 1, 0, 1, tzinfo=UTC)
-    evals = observations_from_evaluations(eval_results.encode(evaluation, tenant_id="t", received_at=received))
+    evals = observations_from_evaluations(eval_results.encode([evaluation], tenant_id="t", received_at=received))
     assert evals["t|p"]["scores"] == [[1704067200.0, "", "hallucination", 0.7]]
     pending = evaluation.model_copy(update={"status": "pending", "score": None})
-    assert observations_from_evaluations(eval_results.encode(pending, tenant_id="t")) == {}
+    assert observations_from_evaluations(eval_results.encode([pending], tenant_id="t")) == {}
 
 
 def test_signature_and_retry_policy() -> None:

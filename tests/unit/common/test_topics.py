@@ -162,7 +162,7 @@ def samples() -> dict[str, Any]:
         "traces.points-header.json": traces.encode_points("t", AT, [TRACE.validate_python({"project_id": "p"})]),
         "feedback.json": feedback.encode(FEEDBACK, tenant_id="t", project_id="p1", request_id="r"),
         "eval.requests.json": eval_requests.encode(EVAL_REQUEST, tenant_id="t", project_id="p1", request_id="r"),
-        "eval.results.json": eval_results.encode(EVALUATION, tenant_id="t"),
+        "eval.results.json": eval_results.encode([EVALUATION], tenant_id="t"),
         "alerts.json": alerts.encode(ALERT_EVENT),
         "control.decisions.json": control_decisions.encode([DECISION], tenant_id="t", project_id="p1", request_id="r"),
         "config.json": config.encode(ConfigRecord(entity=API_KEY, at=AT)),
@@ -196,7 +196,7 @@ def test_every_sample_decodes_to_what_was_encoded() -> None:
     assert feedback.decode(samples()["feedback.json"]).payload == FEEDBACK
     assert eval_requests.decode(samples()["eval.requests.json"]).payload == EVAL_REQUEST
     got = eval_results.decode(samples()["eval.results.json"])
-    assert (got.payload, got.project_id) == (EVALUATION, "p1")
+    assert (got.payload.evaluations, got.project_id, got.schema_version) == ([EVALUATION], "p1", 2)
     for record in (ALERT_EVENT, DELIVERY, ANOMALY):
         envelope = alerts.decode(alerts.encode(record, AT))
         assert (envelope.schema_version, envelope.payload, envelope.received_at) == (2, record, AT)
@@ -226,6 +226,16 @@ def test_the_previous_version_of_each_record_still_decodes() -> None:
     assert envelope.received_at == datetime(2026, 3, 7, 12, 0, tzinfo=UTC)  # its triggered_at
     assert alerts.decode(orjson.dumps(DELIVERY)).payload == DELIVERY
     assert alerts.decode(orjson.dumps(ANOMALY)).payload == ANOMALY
+    # trulayer.eval.results v1: one evaluation as the payload; read as a batch of one.
+    v1_evaluation = (
+        b'{"schema_version":1,"tenant_id":"t","project_id":"p1","received_at":"2026-03-07T12:00:00Z",'
+        b'"request_id":"","payload":{"id":"ev1","trace_id":"tr1","project_id":"p1","metric_name":"m",'
+        b'"evaluator_type":"rule","status":"complete","score":0.5,"label":"warn","reasoning":null,"attempts":1,'
+        b'"judge":null,"created_at":"2026-03-07T12:00:00Z","completed_at":null,"model":"gpt-4o"}}'
+    )
+    old = eval_results.decode(v1_evaluation)
+    (evaluation,) = old.payload.evaluations
+    assert (old.schema_version, evaluation.score, evaluation.version, evaluation.rule_id) == (1, 0.5, 0, None)
     # trulayer.config before schema_version existed.
     v1_config = (
         b'{"entity":{"kind":"project","id":"p1","tenant_id":"t","name":"default","archived":false,'
@@ -289,8 +299,8 @@ def test_the_newer_version_is_named_in_the_reason() -> None:
 
 def test_invalid_values_are_refused_with_the_field_named() -> None:
     value = orjson.loads(samples()["eval.results.json"])
-    value["payload"]["score"] = 1.5
-    with pytest.raises(InvalidRecordError, match=r"payload\.score"):
+    value["payload"]["evaluations"][0]["score"] = 1.5
+    with pytest.raises(InvalidRecordError, match=r"payload\.evaluations\.0\.score"):
         eval_results.decode(orjson.dumps(value))
     decision = orjson.loads(samples()["control.decisions.json"])
     decision["payload"]["decisions"][0]["decision"] = "maybe"

@@ -119,5 +119,5 @@ def test_a_compose_violation_is_caught():
 
 def test_compose_services_have_health_checks_on_readiness():
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    for name in ("gateway", "ingest-worker", "control-engine", "alerter"):
+    for name in ("gateway", "ingest-worker", "control-engine", "alerter", "eval-engine"):
         assert "/readyz" in " ".join(compose["services"][name]["healthcheck"]["test"])

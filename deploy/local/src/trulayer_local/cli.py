@@ -144,7 +144,10 @@ async def run_stack(cfg: infra.InfraConfig, stop: asyncio.Event, guard: Shutdown
         # Before the services start: each one reads the config log up to its end before serving,
         # so the key printed below is accepted from the first request.
         tenant = await bootstrap_tenant(cfg.data_dir / "bootstrap.json")
-        _say("starting the services (control-engine, ingest-worker, gateway; then the alerter) on embedded chDB")
+        _say(
+            "starting the services on embedded chDB: control-engine, ingest-worker, gateway; "
+            "then the alerter and the eval-engine"
+        )
         urls = await stack.start()
         runtime.settle_gc()
         _print_banner(cfg, settings, tenant, urls)
@@ -178,7 +181,8 @@ def _print_banner(
         "\nTruLayer local stack is up.\n"
         f"  Gateway         {urls['gateway']}\n"
         f"  Control engine  {urls['control-engine']}\n"
-        f"  Ingest worker   {urls['ingest-worker']}/readyz   Alerter  {urls['alerter']}/readyz (catches up in "
+        f"  Ingest worker   {urls['ingest-worker']}/readyz\n"
+        f"  Alerter         {urls['alerter']}/readyz   Eval engine  {urls['eval-engine']}/readyz (both catch up in "
         "the background)\n"
         f"  Kafka           {cfg.bootstrap_servers}\n"
         f"  Redis           {cfg.redis_url}\n"

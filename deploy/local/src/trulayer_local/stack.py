@@ -24,6 +24,8 @@ from alerter.app import create_app as create_alerter
 from alerter.settings import AlerterSettings
 from control_engine.app import create_app as create_control_engine
 from control_engine.settings import ControlEngineSettings
+from eval_engine.app import create_app as create_eval_engine
+from eval_engine.settings import EvalEngineSettings
 from gateway.app import create_app as create_gateway
 from gateway.settings import GatewaySettings
 from ingest_worker.app import create_app as create_ingest_worker
@@ -68,7 +70,8 @@ def default_services(clickhouse_url: str | None = None) -> list[ServiceSpec]:
     """The services of the local stack, in start order (the control-engine owns config first).
 
     Each one serves its own ``/healthz``, ``/readyz`` and ``/metrics`` on its port (the
-    ingest-worker on ``WORKER_PORT``, the alerter on ``ALERTER_PORT``)."""
+    ingest-worker on ``WORKER_PORT``, the alerter on ``ALERTER_PORT``, the eval-engine on
+    ``EVAL_ENGINE_PORT``)."""
     overrides = {"clickhouse_url": clickhouse_url} if clickhouse_url else {}
     control = ControlEngineSettings(**overrides)  # type: ignore[arg-type]
     gateway = GatewaySettings(**overrides)  # type: ignore[arg-type]
@@ -81,6 +84,7 @@ def default_services(clickhouse_url: str | None = None) -> list[ServiceSpec]:
     )
     worker = IngestWorkerSettings(**overrides)  # type: ignore[arg-type]
     alerter = AlerterSettings(**overrides)  # type: ignore[arg-type]
+    evals = EvalEngineSettings(**overrides)  # type: ignore[arg-type]
     return [
         ServiceSpec(
             "control-engine",
@@ -100,13 +104,21 @@ def default_services(clickhouse_url: str | None = None) -> list[ServiceSpec]:
             gateway.gateway_host,
             gateway.gateway_port,
         ),
-        # The faust app runs on this same loop (started in the alerter's cleanup_ctx). Restoring
-        # its tables after a restart takes a while: ingest does not wait for it.
+        # Stream processors, started once ingest is served, in the background: the alerter's faust
+        # app runs on this same loop (restoring its tables after a restart takes a while); the
+        # eval-engine's loops too, sharing the embedded chDB (it reads stored traces).
         ServiceSpec(
             "alerter",
             lambda _ch: create_alerter(alerter),
             alerter.alerter_host,
             alerter.alerter_port,
+            background=True,
+        ),
+        ServiceSpec(
+            "eval-engine",
+            lambda ch: create_eval_engine(evals, clickhouse=ch),
+            evals.eval_engine_host,
+            evals.eval_engine_port,
             background=True,
         ),
     ]

@@ -1,6 +1,7 @@
 """One batching consumer loop: poll → transform → batch → write → commit (arroyo/snuba shape).
 
-A writer is a topic, a consumer group, a pure ``transform(record) -> item`` and a :class:`Sink`
+A writer is a topic, a consumer group, a pure ``transform(record) -> item | None`` (None: nothing
+to write for that record; its offset is still committed) and a :class:`Sink`
 (``clickhouse.table_sink.TableSink`` for tables). The loop guarantees:
 
 * **Batching** by size (``Sink.size`` of the pending items, ``BatchPolicy.max_size``, checked
@@ -97,6 +98,9 @@ class BatchPolicy:
     max_backoff_seconds: float = 10.0
     poll_records: int = 2_000
     poll_timeout_ms: int = 50
+    # Where a consumer group with no committed offset starts: "earliest" (a writer must store
+    # everything) or "latest" (a processor of new records only, e.g. the eval rules).
+    auto_offset_reset: str = "earliest"
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -120,7 +124,7 @@ class BatchingConsumer(Generic[T]):
         name: str,
         topic: str,
         group_id: str,
-        transform: Callable[[Record], T],
+        transform: Callable[[Record], T | None],
         sink: Sink[T],
         policy: BatchPolicy,
     ) -> None:
@@ -168,7 +172,10 @@ class BatchingConsumer(Generic[T]):
         await self._producer.start()
         self._dead_letters = DeadLetterQueue(self._producer, self.policy.dlq_max_per_minute, self.name)
         consumer = create_consumer(
-            self.settings, group_id=self.group_id, client_id=f"{self.settings.service_name}-{self.name}"
+            self.settings,
+            group_id=self.group_id,
+            client_id=f"{self.settings.service_name}-{self.name}",
+            auto_offset_reset=self.policy.auto_offset_reset,
         )
         consumer.subscribe([self.topic], listener=_Rebalance(self))
         await consumer.start()

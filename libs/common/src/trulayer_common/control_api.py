@@ -35,6 +35,7 @@ from trulayer_common.schemas.control import (
     WebhookOut,
     WebhookTestResult,
 )
+from trulayer_common.schemas.evals import EvalRuleCreate, EvalRuleFields, EvalRuleList, EvalRuleOut
 
 _READ_ERRORS = (400, 401, 403, 404, 429, 503)
 _WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
@@ -249,6 +250,68 @@ def _webhooks() -> list[RouteSpec]:
     ]
 
 
+def _eval_rules() -> list[RouteSpec]:
+    """Eval rules (API.md "Feedback and evals"): configuration, owned by the control-engine; their
+    counters are read from Redis when listed. A create over the plan's cap is 402
+    ``eval_rules_quota_exceeded``."""
+    tag = "evals"
+    item = "/v1/eval-rules/{rule_id}"
+    return [
+        RouteSpec(
+            "GET",
+            "/v1/eval-rules",
+            READ,
+            "api",
+            Operation("List eval rules with their counters", tag, responses={200: EvalRuleList}, errors=_READ_ERRORS),
+            "eval_rules.list",
+        ),
+        RouteSpec(
+            "POST",
+            "/v1/eval-rules",
+            WRITE,
+            "api",
+            Operation(
+                "Create an eval rule (evaluates new traces of a project)",
+                tag,
+                EvalRuleCreate,
+                {201: EvalRuleOut},
+                errors=(402, *_WRITE_ERRORS),
+            ),
+            "eval_rules.create",
+        ),
+        RouteSpec(
+            "GET",
+            item,
+            READ,
+            "api",
+            Operation("One eval rule with its counters", tag, responses={200: EvalRuleOut}, errors=_READ_ERRORS),
+            "eval_rules.get",
+        ),
+        RouteSpec(
+            "PATCH",
+            item,
+            WRITE,
+            "api",
+            Operation(
+                "Update an eval rule: only the fields sent",
+                tag,
+                EvalRuleFields,
+                {200: EvalRuleOut},
+                errors=_WRITE_ERRORS,
+            ),
+            "eval_rules.update",
+        ),
+        RouteSpec(
+            "DELETE",
+            item,
+            WRITE,
+            "api",
+            Operation("Delete an eval rule", tag, None, {200: Deleted}, errors=_WRITE_ERRORS),
+            "eval_rules.delete",
+        ),
+    ]
+
+
 GUARDLAYER_KEYS = RouteSpec(
     "POST",
     "/internal/guardlayer/api-keys",
@@ -270,5 +333,6 @@ CONTROL_ROUTES: tuple[RouteSpec, ...] = (
     *_alert_rule_writes("/v1/alerts", "alerts"),
     *_alert_rule_writes("/v1/failure-rules", "failure_rules"),
     *_webhooks(),
+    *_eval_rules(),
     GUARDLAYER_KEYS,
 )

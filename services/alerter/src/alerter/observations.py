@@ -119,15 +119,18 @@ def observations_from_traces(value: bytes | None) -> dict[str, dict[str, Any]]:
 
 
 def observations_from_evaluations(value: bytes | None) -> dict[str, dict[str, Any]]:
-    """``scope key → observation message`` for one ``trulayer.eval.results`` record; an
-    evaluation without a score (pending, running, failed, skipped) carries no observation."""
+    """``scope key → observation message`` for one ``trulayer.eval.results`` record (a batch of
+    evaluation states); a state without a score (pending, running, failed, skipped) carries no
+    observation."""
     envelope = eval_results.decode(value)
-    evaluation = envelope.payload
-    if evaluation.score is None:
-        return {}
-    event_ts = min(evaluation.created_at.timestamp(), envelope.received_at.timestamp())
+    received = envelope.received_at.timestamp()
     groups: dict[str, dict[str, Any]] = {}
-    score = _score([event_ts, evaluation.model, evaluation.metric_name, evaluation.score])
-    if score is not None:
+    for evaluation in envelope.payload.evaluations:
+        if evaluation.score is None:
+            continue
+        event_ts = min(evaluation.created_at.timestamp(), received)
+        score = _score([event_ts, evaluation.model, evaluation.metric_name, evaluation.score])
+        if score is None:
+            continue
         _message(groups, envelope.tenant_id, evaluation.project_id)["scores"].append(score)
     return groups

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from control_engine import alerting_api, api_keys, guardlayer, projects
+from control_engine import alerting_api, api_keys, eval_rules_api, guardlayer, projects
 from control_engine.audit import AuditLog
 from control_engine.config_log import ConfigLogWriter
 from control_engine.requests import control_middleware, install_routes
@@ -135,6 +135,12 @@ def create_app(settings: ControlEngineSettings, *, clickhouse: ClickHouse | None
     add_health_routes(
         app, {"kafka": kafka_ready, "config": config_ready, "redis": redis_ready, "clickhouse": clickhouse_ready}
     )
-    handlers = {**projects.HANDLERS, **api_keys.HANDLERS, **guardlayer.HANDLERS, **alerting_api.HANDLERS}
+    handlers = {
+        **projects.HANDLERS,
+        **api_keys.HANDLERS,
+        **guardlayer.HANDLERS,
+        **alerting_api.HANDLERS,
+        **eval_rules_api.HANDLERS,
+    }
     install_routes(app, CONTROL_ROUTES, handlers)
     return app

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gateway import alerting_reads
+from gateway import alerting_reads, evaluation_reads
 from gateway.control_proxy import forward_to
+from gateway.evals import get_catalog, post_eval
+from gateway.feedback import post_feedback
 from gateway.ingest import ingest_batch, ingest_one
 from gateway.metrics import get_metrics
 from gateway.openapi import docs, openapi_json
@@ -25,6 +27,16 @@ from trulayer_common.health import health_routes
 from trulayer_common.routing import Operation, QueryParam, RouteSpec
 from trulayer_common.schemas import BatchRequest, TraceRequest
 from trulayer_common.schemas.control import AlertRuleList, AlertRuleOut, AnomalyList, AnomalyOut
+from trulayer_common.schemas.evals import (
+    EvalAccepted,
+    EvalCatalog,
+    EvalCreate,
+    EvalTrends,
+    EvaluationDetail,
+    EvaluationList,
+    FeedbackCreate,
+    FeedbackOut,
+)
 from trulayer_common.schemas.responses import (
     BatchIngestResponse,
     DuplicateResponse,
@@ -234,6 +246,133 @@ def _alerting_reads() -> list[Route]:
     ]
 
 
+def _evals() -> list[Route]:
+    """Feedback and evaluations (API.md "Feedback and evals"); eval rules are control-plane routes."""
+    tag = "evals"
+    filters = (
+        QueryParam("trace_id", "string", ""),
+        QueryParam("project_id", "string", "project id or name of the tenant"),
+        QueryParam("metric", "string", "metric name"),
+        QueryParam("status", "string", "", evaluation_reads.STATUSES),
+        QueryParam("from", "string", "ISO 8601 or unix seconds, inclusive, on created_at"),
+        QueryParam("to", "string", "ISO 8601 or unix seconds, exclusive"),
+        QueryParam("score_min", "number", "0..1"),
+        QueryParam("score_max", "number", "0..1"),
+    )
+    return [
+        Route(
+            RouteSpec(
+                "POST",
+                "/v1/feedback",
+                INGEST,
+                "ingest",
+                Operation(
+                    "Record feedback on a trace",
+                    tag,
+                    FeedbackCreate,
+                    {201: FeedbackOut},
+                    errors=(*_INGEST_ERRORS, 404),
+                ),
+                "feedback.create",
+            ),
+            post_feedback,
+        ),
+        Route(
+            RouteSpec(
+                "POST",
+                "/v1/eval",
+                INGEST,
+                "ingest",
+                Operation(
+                    "Evaluate a trace (runs asynchronously: poll GET /v1/eval/{eval_id})",
+                    tag,
+                    EvalCreate,
+                    {202: EvalAccepted},
+                    errors=(402, 404, *_INGEST_ERRORS),
+                ),
+                "evals.create",
+            ),
+            post_eval,
+        ),
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/eval",
+                READ,
+                "api",
+                Operation(
+                    "List evaluations (newest first, cursor pagination)",
+                    tag,
+                    responses={200: EvaluationList},
+                    query=(
+                        *filters,
+                        QueryParam("limit", "integer", "1..200, default 50"),
+                        QueryParam("cursor", "string", "next_cursor of the previous page"),
+                    ),
+                    errors=_READ_ERRORS,
+                ),
+                "evals.list",
+            ),
+            evaluation_reads.list_evaluations,
+        ),
+        # Declared before /v1/eval/{eval_id}, which would otherwise match it.
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/eval/trends",
+                READ,
+                "api",
+                Operation(
+                    "Average score per metric per time bucket (complete evaluations)",
+                    tag,
+                    responses={200: EvalTrends},
+                    query=(
+                        *filters,
+                        QueryParam(
+                            "interval", "string", "bucket width, default hour", tuple(evaluation_reads.INTERVALS)
+                        ),
+                    ),
+                    errors=_READ_ERRORS,
+                ),
+                "evals.trends",
+            ),
+            evaluation_reads.eval_trends,
+        ),
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/eval/{eval_id}",
+                READ,
+                "api",
+                Operation(
+                    "One evaluation, with its configuration and what the judge was asked",
+                    tag,
+                    responses={200: EvaluationDetail},
+                    errors=_READ_ERRORS,
+                ),
+                "evals.get",
+            ),
+            evaluation_reads.get_evaluation,
+        ),
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/eval-catalog",
+                READ,
+                "api",
+                Operation(
+                    "The built-in evaluators and their configuration",
+                    tag,
+                    responses={200: EvalCatalog},
+                    errors=_READ_ERRORS,
+                ),
+                "evals.catalog",
+            ),
+            get_catalog,
+        ),
+    ]
+
+
 def _documents() -> list[Route]:
     return [
         Route(
@@ -282,7 +421,7 @@ def _guardlayer(routes: list[Route]) -> list[Route]:
 
 
 def gateway_routes(settings: GatewaySettings) -> list[Route]:
-    routes = [*_ingest(), *_reads(), *_alerting_reads(), *_forwarded(), *_documents()]
+    routes = [*_ingest(), *_reads(), *_alerting_reads(), *_evals(), *_forwarded(), *_documents()]
     if settings.guardlayer_compat:
         routes += _guardlayer(routes)
     return routes

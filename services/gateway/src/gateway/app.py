@@ -24,6 +24,7 @@ from gateway.resources import (
     config_reader_key,
     config_state,
     dedup_key,
+    eval_quota_key,
     producer_key,
     redis_key,
     settings_key,
@@ -35,6 +36,7 @@ from trulayer_common import topics
 from trulayer_common.broker_health import BrokerHealth, broker_health
 from trulayer_common.clickhouse import ClickHouse, clickhouse_for
 from trulayer_common.config import ConfigLogReader
+from trulayer_common.evals.quota import EvalQuota
 from trulayer_common.health import add_health_checks
 from trulayer_common.http import request_id_middleware
 from trulayer_common.kafka import create_producer
@@ -103,6 +105,7 @@ async def _limits(app: web.Application) -> AsyncIterator[None]:
     redis = app[redis_key]
     if app[settings_key].limits_enabled:
         app[rate_limiter_key] = RateLimiter(redis, app[settings_key].plans)
+        app[eval_quota_key] = EvalQuota(redis)
     usage = KeyUsageRecorder(redis)
     app[key_usage_key] = usage
     yield

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import math
 from datetime import UTC, datetime
 
+import orjson
 from multidict import MultiMapping
 
 from trulayer_common.errors import ApiError
@@ -102,3 +104,23 @@ def iso(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.isoformat().replace("+00:00", "Z")
+
+
+def encode_cursor(at: datetime, item_id: str) -> str:
+    """An opaque cursor for keyset pagination on ``(time, id)``, newest first."""
+    raw = orjson.dumps([iso(at), item_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        raw_at, item_id = orjson.loads(base64.urlsafe_b64decode(padded))
+        at = datetime.fromisoformat(raw_at.replace("Z", "+00:00"))
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+    except Exception:
+        raise bad_param("cursor", "not a cursor returned by this API") from None
+    if not in_time_range(at) or not isinstance(item_id, str | int):
+        raise bad_param("cursor", "not a cursor returned by this API")
+    return at, str(item_id)

@@ -11,6 +11,7 @@ from gateway.dedup import TraceDeduplicator
 from gateway.settings import GatewaySettings
 from trulayer_common.clickhouse import ClickHouse
 from trulayer_common.config import ConfigLogReader, ConfigState
+from trulayer_common.evals.quota import EvalQuota
 
 settings_key = web.AppKey("settings", GatewaySettings)
 producer_key = web.AppKey("producer", AIOKafkaProducer)
@@ -19,4 +20,5 @@ clickhouse_key = web.AppKey("clickhouse", ClickHouse)
 config_reader_key = web.AppKey("config_reader", ConfigLogReader)
 config_state = web.AppKey("config_state", ConfigState)
 dedup_key = web.AppKey("dedup", TraceDeduplicator)
+eval_quota_key = web.AppKey("eval_quota", EvalQuota)
 principal_key = web.RequestKey("principal", Principal)

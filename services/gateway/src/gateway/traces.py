@@ -6,9 +6,7 @@ a redelivered Kafka record wrote twice.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -16,7 +14,8 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from gateway.auth import Principal, project_for_read
-from gateway.params import bad_param, get_bool, get_float, get_int, get_str, get_time, in_time_range, iso
+from gateway.params import bad_param, decode_cursor, encode_cursor, get_bool, get_float, get_int, get_str, get_time, iso
+from gateway.quality_rows import trace_quality
 from gateway.resources import clickhouse_key, config_state, principal_key
 from trulayer_common.errors import ApiError
 from trulayer_common.failures import FAILURE_TYPES
@@ -98,25 +97,6 @@ def trace_filters(query: MultiMapping[str], principal: Principal, request: web.R
     if (session := get_str(query, "session_id")) is not None:
         where.add("session_id = {session:String}", session=session)
     return where
-
-
-def encode_cursor(started_at: datetime, trace_id: str) -> str:
-    raw = orjson.dumps([iso(started_at), trace_id])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        started, trace_id = orjson.loads(base64.urlsafe_b64decode(padded))
-        at = datetime.fromisoformat(started.replace("Z", "+00:00"))
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=UTC)
-    except Exception:
-        raise bad_param("cursor", "not a cursor returned by this API") from None
-    if not in_time_range(at) or not isinstance(trace_id, str | int):
-        raise bad_param("cursor", "not a cursor returned by this API")
-    return at, str(trace_id)
 
 
 def _json_field(text: str) -> Any:
@@ -235,7 +215,7 @@ async def get_trace(request: web.Request) -> web.Response:
         for e in events
     ]
     trace["span_count"] = len(spans)
-    # Feedback and evaluations are stored by later services; until then a trace has none.
-    trace["feedback"] = []
-    trace["evaluations"] = []
+    trace["feedback"], trace["evaluations"] = await trace_quality(
+        ch, principal.tenant.id, trace["project_id"], trace_id
+    )
     return json_response(trace)

@@ -2,7 +2,7 @@
 
 Liveness (``/healthz``) fails, with the reason, once a writer's loop died for good (a
 dead-letter flood, an unexpected error): a restart is what helps then. Readiness
-(``/readyz``) wants both writers running.
+(``/readyz``) wants every writer running (traces, alerts, feedback, evaluations).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ingest_worker.settings import IngestWorkerSettings
-from ingest_worker.writers import TableWriter, alerts_writer, trace_writer
+from ingest_worker.writers import TableWriter, alerts_writer, evaluations_writer, feedback_writer, trace_writer
 from trulayer_common import topics
 from trulayer_common.broker_health import BrokerHealth, broker_health
 from trulayer_common.clickhouse import ClickHouse, clickhouse_for
@@ -23,6 +23,14 @@ trace_writer_key = web.AppKey("trace_writer", TableWriter)
 alerts_writer_key = web.AppKey("alerts_writer", TableWriter)
 clickhouse_key = web.AppKey("clickhouse", ClickHouse)
 broker_health_key = web.AppKey("broker_health", BrokerHealth)
+feedback_writer_key = web.AppKey("feedback_writer", TableWriter)
+evaluations_writer_key = web.AppKey("evaluations_writer", TableWriter)
+WRITERS = (
+    ("trace_writer", trace_writer_key, trace_writer),
+    ("alerts_writer", alerts_writer_key, alerts_writer),
+    ("feedback_writer", feedback_writer_key, feedback_writer),
+    ("evaluations_writer", evaluations_writer_key, evaluations_writer),
+)
 
 
 def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None = None) -> web.Application:
@@ -34,23 +42,23 @@ def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None 
             app[clickhouse_key] = ch
             async with broker_health(settings, [topics.TRACES, topics.DLQ]) as health:
                 app[broker_health_key] = health
-                traces = trace_writer(settings, ch)
-                alerts = alerts_writer(settings, ch)
-                await traces.start()
-                app[trace_writer_key] = traces
+                started: list[TableWriter] = []
                 try:
-                    await alerts.start()
-                    app[alerts_writer_key] = alerts
+                    for _, key, factory in WRITERS:
+                        writer = factory(settings, ch)
+                        await writer.start()
+                        started.append(writer)
+                        app[key] = writer
                     yield
                 finally:
-                    await alerts.stop()
-                    await traces.stop()
+                    for writer in reversed(started):
+                        await writer.stop()
 
     def writer_liveness(key: web.AppKey[TableWriter]) -> LivenessCheck:
         return task_liveness(lambda: writer.task if (writer := app.get(key)) is not None else None)
 
     async def writers_ready() -> bool:
-        writers = [app.get(key) for key in (trace_writer_key, alerts_writer_key)]
+        writers = [app.get(key) for _, key, _ in WRITERS]
         return all(writer is not None and writer.running for writer in writers)
 
     async def kafka_ready() -> bool:
@@ -63,6 +71,6 @@ def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None 
     add_health_routes(
         app,
         {"consumer": writers_ready, "kafka": kafka_ready, "clickhouse": clickhouse_ready},
-        {"trace_writer": writer_liveness(trace_writer_key), "alerts_writer": writer_liveness(alerts_writer_key)},
+        {name: writer_liveness(key) for name, key, _ in WRITERS},
     )
     return app

@@ -9,17 +9,21 @@ defined by a topic, a consumer group, a pure transform and the tables it writes.
   record to the table of its kind (``topics.alerts.table_row``), on a group of its own so the
   trace path never waits for it.
 
-The writers of later topics (feedback, evaluations, decisions) are a transform and a table each.
+* feedback: ``trulayer.feedback`` → ``feedback``; evaluations: ``trulayer.eval.results`` →
+  ``evaluations`` (:mod:`ingest_worker.quality_rows`), each on a group of its own.
+
+The writers of later topics (decisions) are a transform and a table each.
 """
 
 from __future__ import annotations
 
+from ingest_worker.quality_rows import evaluation_rows, feedback_rows
 from ingest_worker.rows import INSERT_SETTINGS, to_rows
 from ingest_worker.settings import IngestWorkerSettings
 from trulayer_common.clickhouse import ClickHouse
 from trulayer_common.clickhouse.table_sink import TableRows, TableSink
 from trulayer_common.consumer import BatchingConsumer, BatchPolicy, Record
-from trulayer_common.topics import alerts, traces
+from trulayer_common.topics import alerts, eval_results, feedback, traces
 
 TableWriter = BatchingConsumer[TableRows]
 ROWS_PER_TRACE_UNIT = 10
@@ -62,4 +66,35 @@ def alerts_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> Tab
         transform=alert_rows,
         sink=TableSink(clickhouse),
         policy=BatchPolicy(max_size=5_000, max_wait_ms=200, dlq_max_per_minute=settings.dlq_max_per_minute),
+    )
+
+
+def feedback_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> TableWriter:
+    days = settings.default_retention_days
+    return BatchingConsumer(
+        settings,
+        name="feedback",
+        topic=feedback.TOPIC,
+        group_id=f"{settings.worker_group_id}-feedback",
+        transform=lambda record: feedback_rows(record.value, days),
+        sink=TableSink(clickhouse, insert_settings=INSERT_SETTINGS),
+        policy=BatchPolicy(max_size=5_000, max_wait_ms=200, dlq_max_per_minute=settings.dlq_max_per_minute),
+    )
+
+
+def evaluations_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> TableWriter:
+    """Sized like the trace writer's batches: an eval rule at sample rate 1.0 sees every trace."""
+    days = settings.default_retention_days
+    return BatchingConsumer(
+        settings,
+        name="evaluations",
+        topic=eval_results.TOPIC,
+        group_id=f"{settings.worker_group_id}-evaluations",
+        transform=lambda record: evaluation_rows(record.value, days),
+        sink=TableSink(clickhouse, insert_settings=INSERT_SETTINGS),
+        policy=BatchPolicy(
+            max_size=settings.batch_max_traces,
+            max_wait_ms=settings.batch_max_wait_ms,
+            dlq_max_per_minute=settings.dlq_max_per_minute,
+        ),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -125,7 +125,45 @@ class Webhook(_Entity):
     deleted_at: datetime | None = None
 
 
-Entity = Annotated[Tenant | Project | ApiKey | AlertRule | Webhook, Field(discriminator="kind")]
+class EvalRuleFilter(BaseModel):
+    """Which traces of the rule's project it evaluates: every field given must be equal.
+
+    ``tags``: a list names tags the trace must carry (list tags, or keys of map tags); a map
+    names ``key: value`` pairs (map tags, or ``key:value`` list tags). ``metadata``: top-level
+    keys of the trace's metadata with equal (scalar) values.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = None
+    name: str | None = None
+    tags: list[str] | dict[str, str] | None = None
+    metadata: dict[str, str | int | float | bool | None] | None = None
+
+
+class EvalRule(_Entity):
+    """An evaluation run automatically on new traces of one project (the eval-engine samples the
+    trace stream). Soft-deleted like alert rules; ``enabled_at`` is when it last became enabled:
+    only traces received from then on are evaluated."""
+
+    kind: Literal["eval_rule"] = "eval_rule"
+    id: str
+    tenant_id: str
+    project_id: str
+    name: str = ""
+    metric_name: str
+    evaluator_type: Literal["llm", "rule"]
+    config: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+    sample_rate: float = 1.0
+    filter: EvalRuleFilter = EvalRuleFilter()
+    created_at: datetime
+    enabled_at: datetime | None = None
+    updated_at: datetime | None = None
+    deleted_at: datetime | None = None
+
+
+Entity = Annotated[Tenant | Project | ApiKey | AlertRule | Webhook | EvalRule, Field(discriminator="kind")]
 
 
 class ConfigRecord(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trulayer_common.config.entities import AlertRule, ApiKey, ConfigRecord, Project, Tenant, Webhook
+from trulayer_common.config.entities import AlertRule, ApiKey, ConfigRecord, EvalRule, Project, Tenant, Webhook
 
 
 class ConfigState:
@@ -16,6 +16,9 @@ class ConfigState:
         self._projects_by_name: dict[tuple[str, str], Project] = {}
         self.alert_rules: dict[str, AlertRule] = {}
         self.webhooks: dict[str, Webhook] = {}
+        self.eval_rules: dict[str, EvalRule] = {}
+        # tenant id → its live eval rules: the eval-engine looks a trace's tenant up here first.
+        self._eval_rules_by_tenant: dict[str, dict[str, EvalRule]] = {}
         self.records_applied = 0
 
     def apply(self, record: ConfigRecord) -> None:
@@ -37,6 +40,8 @@ class ConfigState:
             self._keys_by_hash[entity.key_hash] = entity
         elif isinstance(entity, AlertRule | Webhook):
             self._apply_alerting(entity)
+        elif isinstance(entity, EvalRule):
+            self._apply_eval_rule(entity, deleted=entity.deleted_at is not None)
         self.records_applied += 1
 
     def delete(self, key: str) -> None:
@@ -52,6 +57,10 @@ class ConfigState:
             self.alert_rules.pop(entity_id, None)
         elif kind == "webhook":
             self.webhooks.pop(entity_id, None)
+        elif kind == "eval_rule":
+            rule = self.eval_rules.get(entity_id)
+            if rule is not None:
+                self._apply_eval_rule(rule, deleted=True)
         elif kind == "api_key":
             key_obj = self.api_keys.pop(entity_id, None)
             if key_obj is not None:
@@ -67,6 +76,26 @@ class ConfigState:
             self.webhooks.pop(entity.id, None)
             if entity.deleted_at is None:
                 self.webhooks[entity.id] = entity
+
+    def _apply_eval_rule(self, rule: EvalRule, *, deleted: bool) -> None:
+        """Soft-deleted rules leave the state (their record stays on the log)."""
+        self.eval_rules.pop(rule.id, None)
+        by_tenant = self._eval_rules_by_tenant.get(rule.tenant_id)
+        if by_tenant is not None:
+            by_tenant.pop(rule.id, None)
+            if not by_tenant:
+                del self._eval_rules_by_tenant[rule.tenant_id]
+        if not deleted:
+            self.eval_rules[rule.id] = rule
+            self._eval_rules_by_tenant.setdefault(rule.tenant_id, {})[rule.id] = rule
+
+    def eval_rules_of(self, tenant_id: str) -> list[EvalRule]:
+        """The tenant's eval rules, enabled or not (a dictionary read: the eval-engine's hot path)."""
+        rules = self._eval_rules_by_tenant.get(tenant_id)
+        return list(rules.values()) if rules else []
+
+    def has_eval_rules(self, tenant_id: str) -> bool:
+        return tenant_id in self._eval_rules_by_tenant
 
     def alert_rules_of(self, tenant_id: str) -> list[AlertRule]:
         return [r for r in self.alert_rules.values() if r.tenant_id == tenant_id]

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trulayer_common.schemas.evals import EvaluationOut, FeedbackOut
+
 
 class _Response(BaseModel):
     # Clients must ignore unknown fields; the contract tests forbid them so additions are deliberate.
@@ -27,6 +29,9 @@ class ErrorBody(_Response):
     requested: int | None = None
     resets_at: str | None = None
     items: int | None = None
+    # 402 plan and eval quotas, 400 unknown metric.
+    required_plan: str | None = None
+    catalog: str | None = Field(default=None, description="unknown metric: where the evaluator catalog is")
 
 
 class IngestResponse(_Response):
@@ -107,8 +112,8 @@ class TraceOut(_Response):
 class TraceDetail(TraceOut):
     spans: list[SpanOut]
     events: list[EventOut]
-    feedback: list[dict[str, Any]]
-    evaluations: list[dict[str, Any]]
+    feedback: list[FeedbackOut]
+    evaluations: list[EvaluationOut]
 
 
 class TraceList(_Response):

@@ -81,7 +81,7 @@ SCHEMAS: tuple[RecordSchema, ...] = (
         eval_results.TOPIC,
         eval_results.SCHEMA_VERSION,
         "record value",
-        "evaluation id",
+        "first evaluation id",
         eval_results.EvaluationEnvelope,
     ),
     RecordSchema("alerts.json", alerts.TOPIC, alerts.SCHEMA_VERSION, "record value", "tenant id", alerts.AlertEnvelope),

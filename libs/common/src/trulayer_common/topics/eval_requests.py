@@ -1,6 +1,7 @@
 """``trulayer.eval.requests``: one evaluation to run, from ``POST /v1/eval`` or an eval rule
 that matched a new trace; re-enqueued with a later ``not_before`` when a judge could not be
 reached (fail-open: the trace is never blocked, the job is not terminal before its last attempt).
+The evaluator reads the trace from storage (tenant, project of the envelope, ``trace_id``).
 
 Payload: one :class:`EvalRequest`. Key: the evaluation id, so the attempts of one job stay in
 order. Consumers are idempotent on ``(eval_id, attempt)``.
@@ -31,6 +32,13 @@ class EvalRequest(BaseModel):
     rule_id: str | None = Field(default=None, description="the eval rule that asked for it; none for POST /v1/eval")
     attempt: int = Field(default=1, ge=1)
     not_before: UtcDatetime | None = Field(default=None, description="run no earlier than this (retry backoff)")
+    # Added within version 1.
+    created_at: UtcDatetime | None = Field(
+        default=None, description="when the evaluation was created (its pending state); default received_at"
+    )
+    calls: int = Field(default=0, ge=0, description="judge calls made by the earlier attempts")
+    skipped: bool = Field(default=False, description="an earlier attempt ended skipped (judge unreachable)")
+    model: str = Field(default="", description="the trace's model, when the requester knew it")
 
 
 EvalRequestEnvelope = Envelope[EvalRequest]

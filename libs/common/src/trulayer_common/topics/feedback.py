@@ -28,6 +28,8 @@ class Feedback(BaseModel):
     comment: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: UtcDatetime
+    # Added within version 1.
+    retention_days: int | None = Field(default=None, ge=1, description="the project's retention override")
 
 
 FeedbackEnvelope = Envelope[Feedback]
