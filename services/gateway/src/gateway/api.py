@@ -18,6 +18,7 @@ from gateway.feedback import post_feedback
 from gateway.ingest import ingest_batch, ingest_one
 from gateway.metrics import get_metrics
 from gateway.openapi import docs, openapi_json
+from gateway.otlp import PROTOBUF, otlp_traces
 from gateway.routes import Route
 from gateway.settings import GatewaySettings
 from gateway.traces import get_trace, list_traces
@@ -37,6 +38,7 @@ from trulayer_common.schemas.evals import (
     FeedbackCreate,
     FeedbackOut,
 )
+from trulayer_common.schemas.otlp import OtlpExportResponse, OtlpExportTraceRequest
 from trulayer_common.schemas.responses import (
     BatchIngestResponse,
     DuplicateResponse,
@@ -105,6 +107,31 @@ def _ingest() -> list[Route]:
                 "ingest.batch",
             ),
             ingest_batch,
+        ),
+        Route(
+            RouteSpec(
+                "POST",
+                "/v1/otlp/traces",
+                INGEST,
+                "ingest",
+                Operation(
+                    "Ingest an OTLP/HTTP trace export (OpenTelemetry exporters)",
+                    "ingest",
+                    OtlpExportTraceRequest,
+                    {200: OtlpExportResponse},
+                    errors=_INGEST_ERRORS,
+                    description=(
+                        "`ExportTraceServiceRequest` as protobuf (`application/x-protobuf`, answered in "
+                        "protobuf) or OTLP JSON (`application/json`); `Content-Encoding: gzip` or `deflate` "
+                        "allowed; 413 over 20 MiB compressed or decompressed. Spans map onto traces, spans "
+                        "and events (GenAI semantic conventions, old and new names; see docs/otlp.md); "
+                        "rejected spans are counted and named in `partialSuccess`."
+                    ),
+                    binary_content_types=(PROTOBUF,),
+                ),
+                "ingest.otlp_traces",
+            ),
+            otlp_traces,
         ),
     ]
 

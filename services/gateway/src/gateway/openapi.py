@@ -74,8 +74,10 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
         "security": _security(spec.access),
         "x-trulayer-limit": spec.limit,
     }
+    binary = {ct: {"schema": {"type": "string", "contentMediaType": ct}} for ct in doc.binary_content_types}
     if doc.request is not None:
-        operation["requestBody"] = {"required": True, "content": {doc.content_type: {"schema": _ref(doc.request)}}}
+        content: dict[str, Any] = {doc.content_type: {"schema": _ref(doc.request)}, **binary}
+        operation["requestBody"] = {"required": True, "content": content}
     params: list[dict[str, Any]] = []
     for name in spec.params:
         schema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 256}
@@ -96,6 +98,8 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
         answer: dict[str, Any] = {"description": "OK" if status < 400 else _ERROR_TEXT.get(status, "Error")}
         if model is not None:
             answer["content"] = {"application/json": {"schema": _ref(model)}}
+            if status < 300:
+                answer["content"].update(binary)
         responses[str(status)] = answer
     errors = set(doc.errors)
     if not spec.access.public:

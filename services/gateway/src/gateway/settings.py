@@ -19,6 +19,9 @@ class GatewaySettings(ServiceSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     max_body_bytes: int = Field(default=5 * 1024 * 1024, description="ingest bodies above this get 413")
+    otlp_max_body_bytes: int = Field(
+        default=20 * 1024 * 1024, description="OTLP bodies above this, compressed or decompressed, get 413"
+    )
     produce_timeout_seconds: float = Field(default=5.0, description="broker ack wait before answering 503")
     # Clients re-send within seconds to minutes; storage dedups by id forever. The memory is
     # ~75 bytes per id for one to two TTLs: at 10,000 traces/s, 600 s is ~0.9-1.8 GB of Redis.

@@ -4,7 +4,9 @@ defined by a topic, a consumer group, a pure transform and the tables it writes.
 * traces: ``trulayer.traces`` → ``traces``, ``spans``, ``events`` (:mod:`ingest_worker.rows`),
   batched by trace count and time (``BATCH_MAX_TRACES``, ``BATCH_MAX_WAIT_MS``); a record heavy
   with spans and events counts a tenth of its rows if that is more, so that one batch holds at
-  most 10 × ``BATCH_MAX_TRACES`` rows (its memory is bounded whatever the traces carry).
+  most 10 × ``BATCH_MAX_TRACES`` rows (its memory is bounded whatever the traces carry). The
+  trace rows of OTLP traces are derived from their stored spans after each write
+  (:mod:`ingest_worker.trace_parts`).
 * alerts: ``trulayer.alerts`` → ``alert_events``, ``webhook_deliveries``, ``anomalies``, each
   record to the table of its kind (``topics.alerts.table_row``), on a group of its own so the
   trace path never waits for it.
@@ -20,6 +22,7 @@ from __future__ import annotations
 from ingest_worker.quality_rows import evaluation_rows, feedback_rows
 from ingest_worker.rows import INSERT_SETTINGS, to_rows
 from ingest_worker.settings import IngestWorkerSettings
+from ingest_worker.trace_parts import TracePartSink
 from trulayer_common.clickhouse import ClickHouse
 from trulayer_common.clickhouse.table_sink import TableRows, TableSink
 from trulayer_common.consumer import BatchingConsumer, BatchPolicy, Record
@@ -41,7 +44,7 @@ def trace_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> Tabl
         topic=traces.TOPIC,
         group_id=settings.worker_group_id,
         transform=transform,
-        sink=TableSink(
+        sink=TracePartSink(
             clickhouse, counted_table="traces", rows_per_unit=ROWS_PER_TRACE_UNIT, insert_settings=INSERT_SETTINGS
         ),
         policy=BatchPolicy(
