@@ -92,6 +92,19 @@ def create_kafka_client(settings: ServiceSettings, *, client_id: str) -> AIOKafk
     )
 
 
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.stop()``, minus a quirk: when its fetcher was waiting out a broker outage,
+    aiokafka re-raises the cancellation of its own fetch task from ``stop()``. That is not a
+    cancellation of the caller, whose clean-up must go on; a real one still propagates."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+        log.warning("consumer_stop_cancelled_inside")
+
+
 def create_consumer(
     settings: ServiceSettings,
     *topics: str,
