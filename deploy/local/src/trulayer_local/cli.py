@@ -155,7 +155,7 @@ async def run_stack(cfg: infra.InfraConfig, stop: asyncio.Event, guard: Shutdown
             if watching.done():
                 watching.result()  # raises SupervisionError
             dead = stack.dead()
-            if dead:
+            if dead and not stop.is_set():  # stopping anyway: a death now is no failure of the run
                 raise StackFailed("; ".join(f"{name} died ({why})" for name, why in dead.items()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)

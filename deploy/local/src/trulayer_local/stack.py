@@ -38,6 +38,7 @@ from trulayer_common.settings import ServiceSettings
 from trulayer_local.infra import InfraError
 
 log = get_logger(__name__)
+BACKGROUND_START_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -146,13 +147,35 @@ class LocalStack:
                 if spec.port is not None:
                     urls[spec.name] = f"http://{spec.host}:{spec.port}"
                 if spec.background:
-                    self._background[spec.name] = asyncio.create_task(self._start(spec), name=f"start-{spec.name}")
+                    self._background[spec.name] = asyncio.create_task(
+                        self._start_background(spec), name=f"start-{spec.name}"
+                    )
                 else:
                     await self._start(spec)
         except BaseException:
             await self.stop()
             raise
         return urls
+
+    async def _start_background(self, spec: ServiceSpec) -> None:
+        """Start a stream processor, retrying a failed start (the broker may be restarting) after
+        1, 2, 4, 8 s; it counts as dead only once the last attempt failed."""
+        for attempt in range(1, BACKGROUND_START_ATTEMPTS + 1):
+            try:
+                await self._start(spec)
+                return
+            except Exception as exc:
+                if attempt == BACKGROUND_START_ATTEMPTS:
+                    raise
+                delay = float(2 ** (attempt - 1))
+                log.warning(
+                    "service_start_failed_retrying",
+                    service=spec.name,
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                    attempt=attempt,
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
 
     async def _start(self, spec: ServiceSpec) -> None:
         assert self.clickhouse is not None
