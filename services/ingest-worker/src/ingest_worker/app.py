@@ -20,12 +20,16 @@ from ingest_worker.writers import (
     feedback_writer,
     trace_writer,
 )
+from trulayer_common import topics
+from trulayer_common.broker_health import BrokerHealth, broker_health
 from trulayer_common.clickhouse import ClickHouse, clickhouse_for
 from trulayer_common.health import LivenessCheck, add_health_routes, task_liveness
 
 settings_key = web.AppKey("settings", IngestWorkerSettings)
 trace_writer_key = web.AppKey("trace_writer", TableWriter)
 alerts_writer_key = web.AppKey("alerts_writer", TableWriter)
+clickhouse_key = web.AppKey("clickhouse", ClickHouse)
+broker_health_key = web.AppKey("broker_health", BrokerHealth)
 feedback_writer_key = web.AppKey("feedback_writer", TableWriter)
 evaluations_writer_key = web.AppKey("evaluations_writer", TableWriter)
 decisions_writer_key = web.AppKey("decisions_writer", TableWriter)
@@ -44,17 +48,20 @@ def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None 
 
     async def run_writers(app: web.Application) -> AsyncIterator[None]:
         async with clickhouse_for(settings.clickhouse_url, settings.clickhouse_database, clickhouse) as ch:
-            started: list[TableWriter] = []
-            try:
-                for _, key, factory in WRITERS:
-                    writer = factory(settings, ch)
-                    await writer.start()
-                    started.append(writer)
-                    app[key] = writer
-                yield
-            finally:
-                for writer in reversed(started):
-                    await writer.stop()
+            app[clickhouse_key] = ch
+            async with broker_health(settings, [topics.TRACES, topics.DLQ]) as health:
+                app[broker_health_key] = health
+                started: list[TableWriter] = []
+                try:
+                    for _, key, factory in WRITERS:
+                        writer = factory(settings, ch)
+                        await writer.start()
+                        started.append(writer)
+                        app[key] = writer
+                    yield
+                finally:
+                    for writer in reversed(started):
+                        await writer.stop()
 
     def writer_liveness(key: web.AppKey[TableWriter]) -> LivenessCheck:
         return task_liveness(lambda: writer.task if (writer := app.get(key)) is not None else None)
@@ -63,10 +70,16 @@ def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None 
         writers = [app.get(key) for _, key, _ in WRITERS]
         return all(writer is not None and writer.running for writer in writers)
 
+    async def kafka_ready() -> bool:
+        return app[broker_health_key].healthy
+
+    async def clickhouse_ready() -> bool:
+        return await app[clickhouse_key].ping()
+
     app.cleanup_ctx.append(run_writers)
     add_health_routes(
         app,
-        {"consumer": writers_ready},
+        {"consumer": writers_ready, "kafka": kafka_ready, "clickhouse": clickhouse_ready},
         {name: writer_liveness(key) for name, key, _ in WRITERS},
     )
     return app

@@ -21,6 +21,8 @@ import clickhouse_connect
 import orjson
 from clickhouse_connect.driver.client import Client
 
+from trulayer_common.clickhouse.embedded_lock import check_chdb_lock
+
 _INSERT_SETTINGS = {"input_format_skip_unknown_fields": 1, "date_time_input_format": "best_effort"}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -90,6 +92,7 @@ def create_clickhouse(url: str, database: str) -> ClickHouse:
         # chdb:///abs/path → "/abs/path"; chdb://./rel/path → "./rel/path" (from the cwd)
         path = Path(parsed.netloc + parsed.path)
         path.mkdir(parents=True, exist_ok=True)
+        check_chdb_lock(path.resolve())
         client = clickhouse_connect.get_client(dsn=f"chdb://{path.resolve()}")
         return ClickHouse(client, database, embedded=True)
     if parsed.scheme in ("http", "https"):
