@@ -150,6 +150,7 @@ async def run_stack(cfg: infra.InfraConfig, stop: asyncio.Event, guard: Shutdown
         )
         urls = await stack.start()
         runtime.settle_gc()
+        runtime.observe_runtime()
         _print_banner(cfg, settings, tenant, urls)
         while not stop.is_set():
             if watching.done():
