@@ -16,6 +16,7 @@ PROJECTS := pyproject.toml uv.lock $(wildcard libs/*/pyproject.toml services/*/p
 # The test session's own ports and throw-away data (never the dev stack's). Two checkouts on
 # one machine run their suites side by side with different ports: `make test TEST_PORT_SHIFT=100`.
 TEST_PORT_SHIFT ?= 0
+PYTEST_ARGS ?=  # a subset: make test PYTEST_ARGS="tests/integration/test_sdk.py -k buffer"
 TEST_KAFKA_PORT := $(shell echo $$((39092 + $(TEST_PORT_SHIFT))))
 TEST_KAFKA_CONTROLLER_PORT := $(shell echo $$((39093 + $(TEST_PORT_SHIFT))))
 TEST_REDIS_PORT := $(shell echo $$((36379 + $(TEST_PORT_SHIFT))))
@@ -74,7 +75,7 @@ test-unit: install
 test: check
 	@rm -rf $(TEST_DATA)
 	@$(INFRA_TEST) start
-	@set +e; $(TEST_ENV) $(BIN)/pytest -p no:cacheprovider; rc=$$?; \
+	@set +e; $(TEST_ENV) $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	  $(INFRA_TEST) stop; rm -rf $(TEST_DATA); \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

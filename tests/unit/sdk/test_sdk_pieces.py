@@ -18,15 +18,36 @@ def test_buffer_drops_the_oldest_and_counts() -> None:
     assert [buffer.add(i) for i in range(5)] == [0, 0, 0, 1, 1]
     assert buffer.overflowed == 2
     assert buffer.take(10) == [2, 3, 4]
+    buffer.settle()
     for i in range(3):
         buffer.add(10 + i)
-    # A failed batch goes back in front; what no longer fits is the oldest: the batch itself.
-    assert buffer.put_back([7, 8]) == 2
-    assert buffer.take(10) == [10, 11, 12] and buffer.overflowed == 4
-    buffer.add(1)
-    assert buffer.put_back([0]) == 0 and buffer.take(10) == [0, 1]
+    assert buffer.take(2) == [10, 11] and buffer.held == 3
+    # The batch in flight keeps its slots: a new item pushes out the oldest waiting one.
+    assert buffer.add(13) == 1 and buffer.overflowed == 3
+    # A failed batch goes back in front of what waits, and always fits.
+    buffer.put_back([10, 11])
+    assert buffer.held == 3 and buffer.take(10) == [10, 11, 13]
+    buffer.put_back([10, 11, 13])
+    assert buffer.add(1) == 1 and buffer.take(10) == [11, 13, 1]
     with pytest.raises(ValueError):
         DropOldestBuffer(0)
+
+
+def test_items_in_flight_count_toward_the_bound() -> None:
+    buffer: DropOldestBuffer[int] = DropOldestBuffer(4)
+    for i in range(4):
+        buffer.add(i)
+    assert buffer.take(3) == [0, 1, 2]
+    # Three slots are in flight: new items push out the one waiting, never grow past 4.
+    assert [buffer.add(i) for i in (10, 11)] == [1, 1]
+    assert len(buffer) == 1 and buffer.held == 4 and buffer.overflowed == 2
+    buffer.settle()
+    assert buffer.held == 1 and buffer.add(12) == 0
+    # A batch as large as the buffer: a new item is the one that does not fit.
+    assert buffer.take(4) == [11, 12] and buffer.take(2) == []
+    tiny: DropOldestBuffer[int] = DropOldestBuffer(1)
+    tiny.add(1)
+    assert tiny.take(1) == [1] and tiny.add(2) == 1 and tiny.held == 1 and len(tiny) == 0
 
 
 def test_buffer_takes_runs_of_one_kind() -> None:

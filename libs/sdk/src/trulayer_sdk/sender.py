@@ -8,8 +8,9 @@ The application's threads only append to a :class:`~trulayer_sdk.buffer.DropOlde
   ``POST /v1/feedback`` (a 404 is retried a few times: the trace may be on its way).
 * **Failures that may pass** (network errors, 408, 429, 5xx): the batch goes back to the
   front of the buffer and the next attempt waits an exponential backoff with full jitter (at
-  least ``Retry-After``). Meanwhile the buffer keeps accepting; when it is full the oldest
-  items are dropped (``trulayer.buffer_overflow``: a rate-limited warning and a counter).
+  least ``Retry-After``). Meanwhile the buffer keeps accepting; when it is full (the batch in
+  flight counts) the oldest items are dropped (``trulayer.buffer_overflow``: a rate-limited
+  warning and a counter), so at most ``max_buffer`` items are ever held.
 * **Permanent failures**: 401 (bad key) and 403 (archived project, or no right to ingest) are
   latched: everything buffered and everything recorded afterwards is dropped and counted, no
   request is sent again. Another 4xx rejects the batch: it is halved until the rejected items
@@ -136,7 +137,6 @@ class BackgroundSender:
         self._urgent = False
         self._flushing = 0  # flush() calls waiting: send without waiting for the interval
         self._stopping = False
-        self._in_flight = 0
         self._next_attempt = 0.0
         self._sent = self._dropped = self._rejected = self._failed = 0
         self._counts = threading.Lock()  # counters move on the app's threads and the sender's
@@ -187,14 +187,14 @@ class BackgroundSender:
             self._flushing += 1
             self._cond.notify_all()
             try:
-                while (len(self.buffer) or self._in_flight) and self._fatal is None and self._thread.is_alive():
+                while self.buffer.held and self._fatal is None and self._thread.is_alive():
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
             finally:
                 self._flushing -= 1
-            pending = len(self.buffer) + self._in_flight
+            pending = self.buffer.held
         result = FlushResult(sent=self._sent - sent, dropped=self._dropped - dropped, pending=pending)
         if self.mode == "throw" and (result.pending or result.dropped or self._fatal is not None):
             raise TruLayerFlushError(
@@ -218,7 +218,7 @@ class BackgroundSender:
             buffer_overflow=self.buffer.overflowed,
             rejected=self._rejected,
             failed_requests=self._failed,
-            pending=len(self.buffer) + self._in_flight,
+            pending=self.buffer.held,
             disabled=self._fatal is not None,
         )
 
@@ -248,7 +248,6 @@ class BackgroundSender:
                     self._urgent = False
                     last = now
                     batch = self.buffer.take(self._batch_size, _same_kind)
-                    self._in_flight = len(batch)
                 try:
                     self._send(http, batch)
                 except Exception as exc:  # a bug must not kill the thread: keep the items
@@ -256,7 +255,7 @@ class BackgroundSender:
                     self._retry(batch, None, repr(exc))
                 finally:
                     with self._cond:
-                        self._in_flight = 0
+                        self.buffer.settle()  # sent, dropped or put back by now
                         self._cond.notify_all()
 
     def _send(self, http: httpx.Client, batch: list[Item]) -> None:
@@ -292,7 +291,7 @@ class BackgroundSender:
             # outage: a short wait of its own (0.25 s doubling, at most 5 s), no backoff.
             delay = min(0.25 * 2 ** batch[0].not_found, 5.0)
             batch[0].not_found += 1
-            self._drop(self.buffer.put_back(batch))
+            self.buffer.put_back(batch)
             self._next_attempt = time.monotonic() + delay
             return
         if len(batch) > 1:  # isolate what the API refuses; send the rest
@@ -319,7 +318,7 @@ class BackgroundSender:
     def _retry(self, batch: list[Item], retry_after: float | None, error: str) -> None:
         self._failed += 1
         self._failing = True
-        self._drop(self.buffer.put_back(batch))
+        self.buffer.put_back(batch)
         delay = self._backoff.next_delay(retry_after)
         self._next_attempt = time.monotonic() + delay
         self._failure_log.log(
