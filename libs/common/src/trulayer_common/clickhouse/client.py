@@ -1,9 +1,22 @@
 """The ClickHouse client factory: ``chdb:///path`` (embedded) or ``http(s)://host:8123``.
 
-Both go through clickhouse-connect, so queries and inserts follow one code path. The driver
-is synchronous; :class:`ClickHouse` runs calls on a small thread pool so the event loop keeps
-serving (chDB and the HTTP driver release the GIL while the engine works). Embedded chDB gets
-one thread: it is one engine in this process and serialising calls keeps it safe.
+Both go through clickhouse-connect, so queries and inserts follow one code path. The driver is
+synchronous; :class:`ClickHouse` runs calls on threads so the event loop keeps serving (chDB
+and the HTTP driver release the GIL while the engine works), in two lanes that never wait for
+each other:
+
+* the **write lane** (inserts, DDL, :meth:`ClickHouse.command`): its own connection and thread
+  (embedded: one, as one engine per process keeps writes ordered; HTTP: a few);
+* the **read lane** (:meth:`ClickHouse.query`): a pool of ``ReadPolicy.concurrency``
+  connections (embedded: that many chDB connections to the same path, which run in parallel;
+  HTTP: a pool of that many HTTP connections) with a bounded queue in front. A read that finds
+  the pool busy and the queue full raises :class:`ReadCapacityError` at once (the HTTP edge
+  answers 503 with ``Retry-After``) instead of piling up; every read runs with
+  ``max_execution_time`` (:class:`ReadTimeoutError` past it) and, by default, at a lower CPU
+  priority than the writer, so dashboards cannot starve ingest.
+
+So an insert never waits behind a dashboard's read, and a burst of reads cannot queue without
+bound.
 """
 
 from __future__ import annotations
@@ -11,18 +24,51 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TypeVar
 from urllib.parse import urlparse
 
 import clickhouse_connect
 import orjson
+from clickhouse_connect.driver import httputil
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
+from prometheus_client import Counter, Gauge
 
 _INSERT_SETTINGS = {"input_format_skip_unknown_fields": 1, "date_time_input_format": "best_effort"}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TIMEOUT_CODES = ("Code: 159.", "TIMEOUT_EXCEEDED")
+T = TypeVar("T")
+
+READS_REFUSED = Counter("trulayer_clickhouse_reads_refused_total", "reads refused: pool and queue full")
+READS_TIMED_OUT = Counter("trulayer_clickhouse_reads_timed_out_total", "reads stopped at max_execution_time")
+READS_ADMITTED = Gauge("trulayer_clickhouse_reads_admitted", "reads running or queued")
+
+
+class _Default:
+    """The policy's read time limit (a sentinel distinct from ``None``, no limit)."""
+
+
+DEFAULT: Final = _Default()
+
+
+class ReadCapacityError(RuntimeError):
+    """Every reader is busy and the queue is full: retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("ClickHouse readers are busy and their queue is full")
+        self.retry_after = retry_after
+
+
+class ReadTimeoutError(RuntimeError):
+    """The read ran past its time limit and was stopped."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the query ran longer than {seconds:g} s and was stopped")
+        self.seconds = seconds
 
 
 def _check_identifier(name: str) -> str:
@@ -31,27 +77,123 @@ def _check_identifier(name: str) -> str:
     return name
 
 
-class ClickHouse:
-    """Async façade over a clickhouse-connect client, bound to one database."""
+@dataclass(frozen=True)
+class ReadPolicy:
+    """How reads are bounded (``CLICKHOUSE_READ_*`` settings)."""
 
-    def __init__(self, client: Client, database: str, *, embedded: bool) -> None:
-        self._client = client
+    concurrency: int = 4
+    queue: int = 64
+    max_seconds: float = 10.0
+    # Threads per read (0: the engine's default, one per core).
+    max_threads: int = 0
+    # Nice value of the engine's threads running a read (0..19): the writer keeps the CPU.
+    nice: int = 10
+    retry_after_seconds: int = 1
+
+    def settings(self, max_seconds: float | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"max_execution_time": max_seconds or 0}
+        if self.max_threads:
+            out["max_threads"] = self.max_threads
+        if self.nice:
+            out["os_threads_nice_value_query"] = self.nice
+        return out
+
+
+class ClickHouse:
+    """Async façade over clickhouse-connect clients, bound to one database: a write lane and a
+    bounded read pool (module docstring)."""
+
+    def __init__(
+        self,
+        writer: Client,
+        readers: Sequence[Client],
+        database: str,
+        *,
+        embedded: bool,
+        policy: ReadPolicy | None = None,
+    ) -> None:
+        self._writer = writer
+        self._readers = list(readers)
         self.database = _check_identifier(database)
         self.embedded = embedded
-        self._pool = ThreadPoolExecutor(max_workers=1 if embedded else 8, thread_name_prefix="clickhouse")
+        self.policy = policy or ReadPolicy()
+        self._write_pool = ThreadPoolExecutor(max_workers=1 if embedded else 4, thread_name_prefix="ch-write")
+        self._read_pool = ThreadPoolExecutor(max_workers=self.policy.concurrency, thread_name_prefix="ch-read")
+        # Idle reader connections (one per pool thread); created on the first read's loop.
+        self._idle: asyncio.Queue[Client] | None = None
+        self._admitted = 0
 
-    async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args, **kwargs))
 
-    async def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
-        return await self._run(self._client.command, sql, parameters=parameters)
+    async def _read(self, call: Callable[[Client], T], max_seconds: float | None) -> T:
+        """Run ``call`` on an idle reader: queued when all are busy, refused when the queue is full.
+        The slot is held until the engine call returns, even if the caller gave up meanwhile."""
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+            for reader in self._readers:
+                self._idle.put_nowait(reader)
+        if self._admitted >= self.policy.concurrency + self.policy.queue:
+            READS_REFUSED.inc()
+            raise ReadCapacityError(self.policy.retry_after_seconds)
+        self._admitted += 1
+        READS_ADMITTED.set(self._admitted)
+        idle = self._idle
+        try:
+            reader = await idle.get()
+        except BaseException:
+            self._admitted -= 1
+            READS_ADMITTED.set(self._admitted)
+            raise
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._read_pool, call, reader)
 
-    async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Run a SELECT with server-side bound parameters; rows as dicts."""
-        result = await self._run(self._client.query, sql, parameters=parameters)
-        names = result.column_names
-        return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+        def release(_: object) -> None:
+            idle.put_nowait(reader)
+            self._admitted -= 1
+            READS_ADMITTED.set(self._admitted)
+
+        future.add_done_callback(release)
+        try:
+            return await asyncio.shield(future)
+        except DatabaseError as exc:
+            if max_seconds and any(code in str(exc) for code in _TIMEOUT_CODES):
+                READS_TIMED_OUT.inc()
+                raise ReadTimeoutError(max_seconds) from None
+            raise
+
+    def _limit(self, max_seconds: float | _Default | None) -> float | None:
+        return self.policy.max_seconds if isinstance(max_seconds, _Default) else max_seconds
+
+    async def command(
+        self, sql: str, parameters: dict[str, Any] | None = None, *, settings: dict[str, Any] | None = None
+    ) -> Any:
+        """A statement on the write lane (DDL, ``INSERT … SELECT``, mutations); no time limit."""
+        return await self._write(self._writer.command, sql, parameters=parameters, settings=settings)
+
+    async def query(
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        *,
+        settings: dict[str, Any] | None = None,
+        max_seconds: float | _Default | None = DEFAULT,
+    ) -> list[dict[str, Any]]:
+        """Run a SELECT on the read lane with server-side bound parameters; rows as dicts.
+
+        ``max_seconds``: the policy's limit by default, ``None`` for none (migrations). Raises
+        :class:`ReadCapacityError` when the pool and its queue are full, :class:`ReadTimeoutError`
+        past the limit."""
+        limit = self._limit(max_seconds)
+        merged = {**self.policy.settings(limit), **(settings or {})}
+
+        def call(client: Client) -> list[dict[str, Any]]:
+            result = client.query(sql, parameters=parameters, settings=merged)
+            names = result.column_names
+            return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+
+        return await self._read(call, limit)
 
     async def insert_json_rows(
         self, table: str, rows: Sequence[dict[str, Any]], settings: dict[str, Any] | None = None
@@ -63,8 +205,8 @@ class ClickHouse:
         """
         if not rows:
             return
-        await self._run(
-            self._client.raw_insert,
+        await self._write(
+            self._writer.raw_insert,
             f"{self.database}.{_check_identifier(table)}",
             None,
             orjson.dumps(rows),
@@ -73,26 +215,42 @@ class ClickHouse:
         )
 
     async def ping(self) -> bool:
+        """Whether the engine answers (on the write lane: a full read pool is not an outage)."""
         try:
-            return bool(await self._run(self._client.command, "SELECT 1"))
+            return bool(await self._write(self._writer.command, "SELECT 1"))
         except Exception:
             return False
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        self._client.close()
+        self._write_pool.shutdown(wait=True)
+        self._read_pool.shutdown(wait=True)
+        for client in {id(c): c for c in (self._writer, *self._readers)}.values():
+            client.close()
 
 
-def create_clickhouse(url: str, database: str) -> ClickHouse:
+def create_clickhouse(url: str, database: str, policy: ReadPolicy | None = None) -> ClickHouse:
     """Build the client from ``CLICKHOUSE_URL``. Relative chdb paths resolve from the cwd."""
+    policy = policy or ReadPolicy()
     parsed = urlparse(url)
     if parsed.scheme == "chdb":
         # chdb:///abs/path → "/abs/path"; chdb://./rel/path → "./rel/path" (from the cwd)
         path = Path(parsed.netloc + parsed.path)
         path.mkdir(parents=True, exist_ok=True)
-        client = clickhouse_connect.get_client(dsn=f"chdb://{path.resolve()}")
-        return ClickHouse(client, database, embedded=True)
+        dsn = f"chdb://{path.resolve()}"
+        # Each chDB client is its own connection to the one engine: they run in parallel.
+        writer = clickhouse_connect.get_client(dsn=dsn)
+        readers = [clickhouse_connect.get_client(dsn=dsn) for _ in range(policy.concurrency)]
+        return ClickHouse(writer, readers, database, embedded=True, policy=policy)
     if parsed.scheme in ("http", "https"):
-        client = clickhouse_connect.get_client(dsn=url)
-        return ClickHouse(client, database, embedded=False)
+        writer = clickhouse_connect.get_client(
+            dsn=url, pool_mgr=httputil.get_pool_manager(maxsize=4), autogenerate_session_id=False
+        )
+        # One client, no session id (sessions serialise), over a pool of HTTP connections: the
+        # read threads share it.
+        reader = clickhouse_connect.get_client(
+            dsn=url,
+            pool_mgr=httputil.get_pool_manager(maxsize=policy.concurrency),
+            autogenerate_session_id=False,
+        )
+        return ClickHouse(writer, [reader] * policy.concurrency, database, embedded=False, policy=policy)
     raise ValueError(f"CLICKHOUSE_URL must start with chdb:// or http(s)://, got {url!r}")
