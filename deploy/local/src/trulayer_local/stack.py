@@ -107,7 +107,9 @@ class LocalStack:
     async def start(self) -> dict[str, str]:
         """Start every service; returns name → URL for those with a port."""
         await ensure_topics(self.settings)
-        self.clickhouse = create_clickhouse(self.settings.clickhouse_url, self.settings.clickhouse_database)
+        self.clickhouse = create_clickhouse(
+            self.settings.clickhouse_url, self.settings.clickhouse_database, self.settings.clickhouse_read_policy()
+        )
         await apply_migrations(self.clickhouse)
         urls: dict[str, str] = {}
         try:

@@ -17,6 +17,7 @@ from gateway.evals import get_catalog, post_eval
 from gateway.feedback import post_feedback
 from gateway.ingest import ingest_batch, ingest_one
 from gateway.metrics import get_metrics
+from gateway.metrics_query import post_metrics_query
 from gateway.openapi import docs, openapi_json
 from gateway.routes import Route
 from gateway.settings import GatewaySettings
@@ -37,6 +38,7 @@ from trulayer_common.schemas.evals import (
     FeedbackCreate,
     FeedbackOut,
 )
+from trulayer_common.schemas.metrics_query import MetricsQueryRequest, MetricsQueryResponse
 from trulayer_common.schemas.responses import (
     BatchIngestResponse,
     DuplicateResponse,
@@ -67,7 +69,8 @@ TRACE_FILTERS = (
     QueryParam("session_id", "string", ""),
 )
 _INGEST_ERRORS = (400, 401, 403, 413, 415, 422, 429, 503)
-_READ_ERRORS = (400, 401, 403, 404, 429, 503)
+# 503: the read pool is full (Retry-After); 504: a read stopped at its time limit.
+_READ_ERRORS = (400, 401, 403, 404, 429, 503, 504)
 
 
 def _ingest() -> list[Route]:
@@ -164,6 +167,24 @@ def _reads() -> list[Route]:
                 "metrics.summary",
             ),
             get_metrics,
+        ),
+        Route(
+            RouteSpec(
+                "POST",
+                "/v1/metrics/query",
+                READ,
+                "read",
+                Operation(
+                    "Analytical query: a distribution or a timeseries of aggregations over a data source",
+                    "metrics",
+                    MetricsQueryRequest,
+                    {200: MetricsQueryResponse},
+                    errors=(*_READ_ERRORS, 413, 415),
+                    description="TrueFoundry's metrics-query wire shape (API.md 'Read'); docs/reads.md",
+                ),
+                "metrics.query",
+            ),
+            post_metrics_query,
         ),
     ]
 

@@ -18,7 +18,10 @@ from gateway.control_proxy import control_proxy_ctx
 from gateway.dedup import TraceDeduplicator
 from gateway.key_usage import KeyUsageRecorder, key_usage_key
 from gateway.limits import RateLimiter, add_rate_limit_headers, limits_middleware, rate_limiter_key
+from gateway.metrics_query import query_engine_key
 from gateway.openapi import OpenApiDocument, openapi_key
+from gateway.query.engine import MetadataKeys, QueryEngine
+from gateway.read_errors import read_errors_middleware
 from gateway.resources import (
     clickhouse_key,
     config_reader_key,
@@ -63,8 +66,11 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 def _clickhouse(shared: ClickHouse | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[settings_key]
-        async with clickhouse_for(settings.clickhouse_url, settings.clickhouse_database, shared) as ch:
+        async with clickhouse_for(
+            settings.clickhouse_url, settings.clickhouse_database, shared, settings.clickhouse_read_policy()
+        ) as ch:
             app[clickhouse_key] = ch
+            app[query_engine_key] = QueryEngine(ch, MetadataKeys(ch))
             yield
 
     return ctx
@@ -109,7 +115,13 @@ async def _limits(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: GatewaySettings, *, clickhouse: ClickHouse | None = None) -> web.Application:
     app = web.Application(
-        middlewares=[request_id_middleware(settings.service_name), path_guard, auth_middleware, limits_middleware]
+        middlewares=[
+            request_id_middleware(settings.service_name),
+            read_errors_middleware,
+            path_guard,
+            auth_middleware,
+            limits_middleware,
+        ]
     )
     app[settings_key] = settings
     table = RouteTable(gateway_routes(settings))

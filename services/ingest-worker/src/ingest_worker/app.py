@@ -34,7 +34,9 @@ def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None 
     app[settings_key] = settings
 
     async def run_writers(app: web.Application) -> AsyncIterator[None]:
-        async with clickhouse_for(settings.clickhouse_url, settings.clickhouse_database, clickhouse) as ch:
+        async with clickhouse_for(
+            settings.clickhouse_url, settings.clickhouse_database, clickhouse, settings.clickhouse_read_policy()
+        ) as ch:
             started: list[TableWriter] = []
             try:
                 for _, key, factory in WRITERS:

@@ -42,7 +42,11 @@ def trace_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> Tabl
         group_id=settings.worker_group_id,
         transform=transform,
         sink=TableSink(
-            clickhouse, counted_table="traces", rows_per_unit=ROWS_PER_TRACE_UNIT, insert_settings=INSERT_SETTINGS
+            clickhouse,
+            counted_table="traces",
+            rows_per_unit=ROWS_PER_TRACE_UNIT,
+            insert_settings=INSERT_SETTINGS,
+            written_last="traces",
         ),
         policy=BatchPolicy(
             max_size=settings.batch_max_traces,

@@ -27,7 +27,12 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TARGET = re.compile(r"\bTO\s+`?(?P<db>\w+)`?\.`?(?P<table>\w+)`?")
 _SOURCE = re.compile(r"\bFROM\s+`?(?P<db>\w+)`?\.`?(?P<table>\w+)`?(?=\s)")
 # A fill is one INSERT … SELECT over the whole source: aggregate in bounded memory.
-_FILL_SETTINGS = {"max_bytes_before_external_group_by": 1 << 30, "max_execution_time": 0}
+# History may span more partitions than one writer's insert ever does.
+_FILL_SETTINGS = {
+    "max_bytes_before_external_group_by": 1 << 30,
+    "max_execution_time": 0,
+    "max_partitions_per_insert_block": 0,
+}
 
 
 class RefillError(RuntimeError):

@@ -50,19 +50,33 @@ def rank(q: float, n: int) -> int:
     return math.floor(q * (n - 1) + 1e-9)
 
 
-def quantile(histogram: Mapping[int, int], q: float) -> float | None:
+def quantile(
+    histogram: Mapping[int, int], q: float, low: float | None = None, high: float | None = None
+) -> float | None:
     """The value of rank ``floor(q·(n−1))`` (0-based, ascending), within ``α``; None when empty.
 
-    Counts may come from a subtraction (a group with the total minus the other groups): buckets
-    with a count of zero or less are skipped."""
+    ``low``/``high``: the exact min and max of the values, when known: the lowest and highest
+    ranks are then exact, and an estimate never leaves ``[low, high]`` (which only brings it
+    closer to the true value). Counts may come from a subtraction (a group with the total minus
+    the other groups): buckets with a count of zero or less are skipped."""
     counts = sorted((bucket, count) for bucket, count in histogram.items() if count > 0)
     total = sum(count for _, count in counts)
     if total == 0:
         return None
     target = rank(q, total)
+    if target == 0 and low is not None:
+        return low
+    if target == total - 1 and high is not None:
+        return high
+    estimate = bucket_value(counts[-1][0])
     seen = 0
     for bucket, count in counts:
         seen += count
         if seen > target:
-            return bucket_value(bucket)
-    return bucket_value(counts[-1][0])
+            estimate = bucket_value(bucket)
+            break
+    if low is not None:
+        estimate = max(estimate, low)
+    if high is not None:
+        estimate = min(estimate, high)
+    return estimate

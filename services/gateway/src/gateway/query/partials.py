@@ -78,7 +78,8 @@ def finalize(
         integer = column.kind == "integer"
 
         def stat(name: str, column: Any = column) -> Any:
-            return part.stats.get(columns.alias(column, name))
+            alias = columns.find(column, name)
+            return None if alias is None else part.stats.get(alias)
 
         kind = aggregation.type
         value: Any
@@ -95,7 +96,7 @@ def finalize(
             count = int(stat("count") or 0)
             value = float(stat("sum")) / count if count else None
         else:
-            value = quantile(stat("bins") or {}, PERCENTILES[kind])
+            value = quantile(stat("bins") or {}, PERCENTILES[kind], stat("min"), stat("max"))
         if kind.startswith("rate") and value is not None:
             assert bucket_seconds is not None
             value = float(value) / (bucket_seconds / 60.0 if kind == "ratePerMinute" else bucket_seconds)

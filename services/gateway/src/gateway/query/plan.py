@@ -113,7 +113,7 @@ def choose(query: Query, metadata_since: dict[str, datetime]) -> Plan:
     """The plan for ``query``; ``metadata_since``: declared metadata keys → when declared."""
     raw = Plan((Segment("raw", query.start, query.end),))
     source = query.source
-    if not source.rollups:
+    if not source.rollups or query.raw is not None:
         return raw
     targets = [*query.group_by, *(f.target for f in query.filters)]
     if any(t.field is not None and t.field.rollup is None for t in targets):

@@ -80,6 +80,9 @@ class Query:
     aggregations: tuple[Aggregation, ...]
     group_by: tuple[Target, ...]
     filters: tuple[Filter, ...]
+    # A further condition over raw rows (SQL, bound parameters) from a caller of the engine that
+    # filters on more than the query API can say (``GET /v1/metrics``); it forces raw reads.
+    raw: tuple[str, dict[str, Any]] | None = None
 
     @property
     def metadata_keys(self) -> frozenset[str]:

@@ -53,7 +53,8 @@ MAX_ROWS = 200_000  # (bucket, group) rows one statement may answer
 
 
 def stats_of(aggregation: Aggregation) -> tuple[str, ...]:
-    return STATS_OF.get(aggregation.type, ("bins",))
+    """A percentile reads the histogram, and min and max to pin its ends (``histogram.quantile``)."""
+    return STATS_OF.get(aggregation.type, ("bins", "min", "max"))
 
 
 @dataclass
@@ -75,11 +76,16 @@ class Columns:
     stats: tuple[tuple[str, Field, str], ...]
 
     @staticmethod
-    def of(query: Query) -> Columns:
+    def of(query: Query, *, bounds: bool = True) -> Columns:
+        """``bounds``: read min and max for percentiles too (not when a group's min and max are
+        unknown: traces without a metadata key, counted by subtraction)."""
         wanted: dict[str, set[str]] = {}
         fields: dict[str, Field] = {}
         for aggregation in query.aggregations:
-            wanted.setdefault(aggregation.field.name, set()).update(stats_of(aggregation))
+            needs = set(stats_of(aggregation))
+            if not bounds and "bins" in needs:
+                needs -= {"min", "max"}
+            wanted.setdefault(aggregation.field.name, set()).update(needs)
             fields[aggregation.field.name] = aggregation.field
         stats = []
         for index, (name, needed) in enumerate(wanted.items()):
@@ -89,10 +95,16 @@ class Columns:
         return Columns(tuple(stats))
 
     def alias(self, target: Field, stat: str) -> str:
+        found = self.find(target, stat)
+        if found is None:
+            raise KeyError((target.name, stat))
+        return found
+
+    def find(self, target: Field, stat: str) -> str | None:
         for alias, found, kind in self.stats:
             if found.name == target.name and kind == stat:
                 return alias
-        raise KeyError((target.name, stat))
+        return None
 
 
 def _raw_stat(column: Field, stat: str) -> str:
@@ -195,7 +207,7 @@ class QuerySql:
         self.database = database
         self.params = Params()
         self.tenant = self.params.bind(tenant_id, "String")
-        self.columns = Columns.of(query)
+        self.columns = Columns.of(query, bounds=not plan.absent_included)
         self._metadata_key = self.params.bind(plan.metadata_key, "String") if plan.metadata_key is not None else None
         self._raw_keys: dict[str, str] = {}
 
@@ -242,6 +254,10 @@ class QuerySql:
         stats = [_raw_stat(column, stat) for _, column, stat in self.columns.stats]
         where = [f"tenant_id = {self.tenant}", _time_ranges(source.time, segments, self.params, "DateTime64(3, 'UTC')")]
         where += [_condition(self._raw_expr(f.target), f.target, f, self.params) for f in self.query.filters]
+        if self.query.raw is not None:
+            condition, values = self.query.raw
+            where.append(f"({condition})")
+            self.params.values.update(values)
         final = " FINAL" if source.final else ""
         bucket = self._bucket(source.time, f"toUnixTimestamp64Milli({source.time})")
         return (
@@ -252,8 +268,11 @@ class QuerySql:
     def rollup_branch(self, tier: Tier, segments: list[Segment], *, metadata: str = "", sign: int = 1) -> str:
         """A branch over a rollup. ``metadata``: '' for the trace rollups; 'matching' for the
         metadata rollup's rows of the key that pass its filters, grouped by value; 'all' for all
-        its rows of the key, grouped as absent (subtracted with ``sign`` -1)."""
-        table = METADATA_ROLLUP if metadata else _ROLLUP_TABLES[tier]
+        its rows of the key, grouped as absent (subtracted with ``sign`` -1); 'absent' for the
+        trace rollups as the minuend of that subtraction (all traces, grouped as absent). Such a
+        plan reads no min or max (``Columns.of``): those of all traces are not those of the
+        traces without the key."""
+        table = METADATA_ROLLUP if metadata in ("matching", "all") else _ROLLUP_TABLES[tier]
         groups = []
         for target in self.query.group_by:
             if target.metadata_key is not None and metadata != "matching":
@@ -262,7 +281,7 @@ class QuerySql:
                 groups.append(self._group_value(self._rollup_expr(target)))
         stats = [_rollup_stat(column, stat, sign) for _, column, stat in self.columns.stats]
         where = [f"tenant_id = {self.tenant}", _time_ranges("bucket", segments, self.params, "DateTime('UTC')")]
-        if metadata:
+        if metadata in ("matching", "all"):
             where.append(f"meta_key = {self._metadata_key}")
         for condition in self.query.filters:
             if condition.target.metadata_key is not None and metadata != "matching":
@@ -291,7 +310,7 @@ class QuerySql:
                 continue
             out.append(self.rollup_branch(tier, pieces, metadata="matching"))
             if self.plan.absent_included:
-                out.append(self.rollup_branch(tier, pieces))
+                out.append(self.rollup_branch(tier, pieces, metadata="absent"))
                 out.append(self.rollup_branch(tier, pieces, metadata="all", sign=-1))
         return out
 

@@ -17,7 +17,9 @@
 --    it is within 1 % of the true value, and histograms add up exactly). The read layer
 --    (trulayer_common.reads) computes the same partial aggregates from raw rows for the edges of
 --    a window, so an answer served from rollups equals the raw answer.
---    Rows keep the receipt day and the retention of their traces, so they expire with them.
+--    Rows keep the receipt day and the retention of their traces, so they expire with them,
+--    and are partitioned by it like the traces (0004): an insert touches one or two
+--    partitions whatever times a tenant's traces carry.
 --    The minute rollup feeds the hour rollup (a view on the minute table).
 --
 -- 3. The metadata rollup holds the top-level metadata entries whose key is a declared
@@ -103,7 +105,7 @@ CREATE TABLE IF NOT EXISTS {db}.trace_rollup_minute
     total_tokens_bins     SimpleAggregateFunction(sumMap, Map(Int32, UInt64))
 )
 ENGINE = AggregatingMergeTree
-PARTITION BY toYYYYMM(bucket)
+PARTITION BY toYYYYMM(received_date)
 ORDER BY (tenant_id, bucket, project_id, model, status, failure_type, received_date, retention_days)
 TTL received_date + toIntervalDay(retention_days);
 
@@ -157,7 +159,7 @@ CREATE TABLE IF NOT EXISTS {db}.trace_metadata_rollup_hour
     total_tokens_bins     SimpleAggregateFunction(sumMap, Map(Int32, UInt64))
 )
 ENGINE = AggregatingMergeTree
-PARTITION BY toYYYYMM(bucket)
+PARTITION BY toYYYYMM(received_date)
 ORDER BY (tenant_id, meta_key, bucket, project_id, model, status, failure_type, meta_value, received_date, retention_days)
 TTL received_date + toIntervalDay(retention_days);
 

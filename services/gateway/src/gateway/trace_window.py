@@ -1,0 +1,69 @@
+"""Newest-first pages of traces without sorting a tenant's whole history.
+
+A page (``GET /v1/traces``, and each chunk of the export) is the newest ``limit`` traces before
+an upper bound. Sorting every matching trace to keep 50 costs a read of all of them (0.5–2 s
+at 10 million traces). Instead the hour rollup says how many traces each hour holds
+(:func:`hour_counts`, one small read) and the page reads only the newest hours that hold
+enough of them (:func:`lower_bound`), with ``FINAL`` over that window only. When the filters are
+not all rollup dimensions the counts are upper bounds, so a window may hold too few matches:
+the caller then widens it (:data:`WIDENING`), last to no lower bound at all, which is always
+right. Pure apart from :func:`hour_counts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from gateway.trace_filters import TraceFilters
+from trulayer_common.clickhouse import ClickHouse
+
+HOUR = timedelta(hours=1)
+# Factors of the page size the window is sized for, tried in turn; then no lower bound.
+EXACT = (1,)
+WIDENING = (1, 16)
+
+
+@dataclass(frozen=True)
+class HourCount:
+    hour: datetime
+    traces: int
+
+
+async def hour_counts(
+    ch: ClickHouse, filters: TraceFilters, upper: datetime | None, lower: datetime | None
+) -> list[HourCount]:
+    """Traces per hour (newest first) of the tenant under the filters' rollup dimensions, in
+    ``[floor(lower), upper]`` by hour."""
+    where = filters.rollup
+    clauses, params = [where.sql()], dict(where.params)
+    if upper is not None:
+        clauses.append("bucket <= toStartOfHour({w_upper:DateTime64(3, 'UTC')})")
+        params["w_upper"] = upper
+    if lower is not None:
+        clauses.append("bucket >= toStartOfHour({w_lower:DateTime64(3, 'UTC')})")
+        params["w_lower"] = lower
+    rows = await ch.query(
+        f"SELECT bucket, toUInt64(sum(traces)) AS n FROM {ch.database}.trace_rollup_hour "
+        f"WHERE {' AND '.join(clauses)} GROUP BY bucket ORDER BY bucket DESC",
+        params,
+    )
+    return [HourCount(r["bucket"].replace(tzinfo=UTC), int(r["n"])) for r in rows]
+
+
+def lower_bound(counts: Sequence[HourCount], upper: datetime | None, need: int) -> datetime | None:
+    """The start of the newest hours at or before ``upper`` that hold at least ``need`` traces;
+    None when all of them together hold fewer (read without a lower bound)."""
+    seen = 0
+    for count in counts:
+        if upper is not None and count.hour > upper:
+            continue
+        seen += count.traces
+        if seen >= need:
+            return count.hour
+    return None
+
+
+def factors(filters: TraceFilters) -> tuple[int, ...]:
+    return EXACT if filters.exact else WIDENING
