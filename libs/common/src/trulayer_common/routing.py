@@ -59,6 +59,8 @@ class Operation:
     errors: tuple[int, ...] = STANDARD_ERRORS
     content_type: str = "application/json"
     description: str = ""
+    # Media types of a success answer that is not a JSON model (a stream: CSV, SSE).
+    response_media: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

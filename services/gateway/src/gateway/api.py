@@ -14,8 +14,11 @@ from dataclasses import replace
 from gateway import alerting_reads, evaluation_reads
 from gateway.control_proxy import forward_to
 from gateway.evals import get_catalog, post_eval
+from gateway.export import FORMATS, export_traces
 from gateway.feedback import post_feedback
 from gateway.ingest import ingest_batch, ingest_one
+from gateway.ingestion_health import WINDOWS, get_ingestion_health
+from gateway.live_tail import live_traces
 from gateway.metrics import get_metrics
 from gateway.metrics_query import post_metrics_query
 from gateway.openapi import docs, openapi_json
@@ -39,6 +42,7 @@ from trulayer_common.schemas.evals import (
     FeedbackOut,
 )
 from trulayer_common.schemas.metrics_query import MetricsQueryRequest, MetricsQueryResponse
+from trulayer_common.schemas.reads import IngestionHealth
 from trulayer_common.schemas.responses import (
     BatchIngestResponse,
     DuplicateResponse,
@@ -135,6 +139,50 @@ def _reads() -> list[Route]:
             ),
             list_traces,
         ),
+        # Declared before /v1/traces/{trace_id}, which would otherwise match them.
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/traces/export",
+                READ,
+                "read",
+                Operation(
+                    "Every trace matching the filters, newest first, streamed as CSV or JSON lines",
+                    "traces",
+                    responses={200: None},
+                    query=(
+                        *TRACE_FILTERS,
+                        QueryParam("format", "string", "csv (default) or jsonl", tuple(FORMATS)),
+                        QueryParam("limit", "integer", "at most this many traces (1..10,000,000)"),
+                    ),
+                    errors=_READ_ERRORS,
+                    response_media=tuple(FORMATS.values()),
+                    description="Columns and memory bounds: docs/reads.md.",
+                ),
+                "traces.export",
+            ),
+            export_traces,
+        ),
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/traces/live",
+                READ,
+                "read",
+                Operation(
+                    "Server-Sent Events: one frame per newly stored trace of the tenant",
+                    "traces",
+                    responses={200: None},
+                    query=(QueryParam("project_id", "string", "only this project's traces"),),
+                    errors=(*_READ_ERRORS, 429),
+                    response_media=("text/event-stream",),
+                    description="Frames `data: {trace_id, project_id, name, model, status, latency_ms, created_at}`; "
+                    "heartbeat comments on idle streams; a client that falls behind is dropped (docs/reads.md).",
+                ),
+                "traces.live",
+            ),
+            live_traces,
+        ),
         Route(
             RouteSpec(
                 "GET",
@@ -185,6 +233,26 @@ def _reads() -> list[Route]:
                 "metrics.query",
             ),
             post_metrics_query,
+        ),
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/ingestion-health",
+                READ,
+                "read",
+                Operation(
+                    "Ingestion health: request outcomes, ingest lag, dead letters, last trace",
+                    "metrics",
+                    responses={200: IngestionHealth},
+                    query=(
+                        QueryParam("project_id", "string", "project id or name (traces, lag, dead letters)"),
+                        QueryParam("window", "string", "default 24h", tuple(WINDOWS)),
+                    ),
+                    errors=_READ_ERRORS,
+                ),
+                "ingestion.health",
+            ),
+            get_ingestion_health,
         ),
     ]
 

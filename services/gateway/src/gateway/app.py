@@ -16,8 +16,10 @@ from gateway.api import gateway_routes
 from gateway.auth import Authenticator, authenticator_key
 from gateway.control_proxy import control_proxy_ctx
 from gateway.dedup import TraceDeduplicator
+from gateway.ingest_outcomes import ingest_outcomes_ctx, ingest_outcomes_middleware
 from gateway.key_usage import KeyUsageRecorder, key_usage_key
 from gateway.limits import RateLimiter, add_rate_limit_headers, limits_middleware, rate_limiter_key
+from gateway.live_tail import live_hub_ctx
 from gateway.metrics_query import query_engine_key
 from gateway.openapi import OpenApiDocument, openapi_key
 from gateway.query.engine import MetadataKeys, QueryEngine
@@ -120,6 +122,7 @@ def create_app(settings: GatewaySettings, *, clickhouse: ClickHouse | None = Non
             read_errors_middleware,
             path_guard,
             auth_middleware,
+            ingest_outcomes_middleware,
             limits_middleware,
         ]
     )
@@ -128,7 +131,19 @@ def create_app(settings: GatewaySettings, *, clickhouse: ClickHouse | None = Non
     table.install(app)
     app[route_table_key] = table
     app[openapi_key] = OpenApiDocument(table.specs)
-    app.cleanup_ctx.extend([_kafka, _redis, _clickhouse(clickhouse), _config, _auth, _limits, control_proxy_ctx])
+    app.cleanup_ctx.extend(
+        [
+            _kafka,
+            _redis,
+            _clickhouse(clickhouse),
+            _config,
+            _auth,
+            _limits,
+            control_proxy_ctx,
+            ingest_outcomes_ctx,
+            live_hub_ctx,
+        ]
+    )
     app.on_response_prepare.append(add_rate_limit_headers)
 
     async def kafka_ready() -> bool:

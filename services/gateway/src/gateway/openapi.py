@@ -96,6 +96,8 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
         answer: dict[str, Any] = {"description": "OK" if status < 400 else _ERROR_TEXT.get(status, "Error")}
         if model is not None:
             answer["content"] = {"application/json": {"schema": _ref(model)}}
+        elif status < 300 and doc.response_media:
+            answer["content"] = {media: {"schema": {"type": "string"}} for media in doc.response_media}
         responses[str(status)] = answer
     errors = set(doc.errors)
     if not spec.access.public:

@@ -11,29 +11,48 @@ defined by a topic, a consumer group, a pure transform and the tables it writes.
 
 * feedback: ``trulayer.feedback`` → ``feedback``; evaluations: ``trulayer.eval.results`` →
   ``evaluations`` (:mod:`ingest_worker.quality_rows`), each on a group of its own.
+* dead letters: ``trulayer.dlq`` → ``dead_letters`` (:mod:`ingest_worker.dead_letter_rows`), for
+  the ingestion health of each tenant.
+
+With a :class:`~trulayer_common.live.LivePublisher`, the trace writer announces each stored
+batch to the live tail (:mod:`ingest_worker.live_sink`).
 
 The writers of later topics (decisions) are a transform and a table each.
 """
 
 from __future__ import annotations
 
+from ingest_worker.dead_letter_rows import dead_letter_rows
+from ingest_worker.live_sink import LiveSink
 from ingest_worker.quality_rows import evaluation_rows, feedback_rows
 from ingest_worker.rows import INSERT_SETTINGS, to_rows
 from ingest_worker.settings import IngestWorkerSettings
 from trulayer_common.clickhouse import ClickHouse
 from trulayer_common.clickhouse.table_sink import TableRows, TableSink
-from trulayer_common.consumer import BatchingConsumer, BatchPolicy, Record
-from trulayer_common.topics import alerts, eval_results, feedback, traces
+from trulayer_common.consumer import BatchingConsumer, BatchPolicy, Record, Sink
+from trulayer_common.live import LivePublisher
+from trulayer_common.topics import alerts, dlq, eval_results, feedback, traces
 
 TableWriter = BatchingConsumer[TableRows]
 ROWS_PER_TRACE_UNIT = 10
 
 
-def trace_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> TableWriter:
+def trace_writer(
+    settings: IngestWorkerSettings, clickhouse: ClickHouse, live: LivePublisher | None = None
+) -> TableWriter:
     default_days = settings.default_retention_days
 
     def transform(record: Record) -> TableRows:
         return to_rows(traces.decode(record.value), default_days)
+
+    sink = TableSink(
+        clickhouse,
+        counted_table="traces",
+        rows_per_unit=ROWS_PER_TRACE_UNIT,
+        insert_settings=INSERT_SETTINGS,
+        written_last="traces",
+    )
+    live_sink: Sink[TableRows] = sink if live is None else LiveSink(sink, live)
 
     return BatchingConsumer(
         settings,
@@ -41,13 +60,7 @@ def trace_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> Tabl
         topic=traces.TOPIC,
         group_id=settings.worker_group_id,
         transform=transform,
-        sink=TableSink(
-            clickhouse,
-            counted_table="traces",
-            rows_per_unit=ROWS_PER_TRACE_UNIT,
-            insert_settings=INSERT_SETTINGS,
-            written_last="traces",
-        ),
+        sink=live_sink,
         policy=BatchPolicy(
             max_size=settings.batch_max_traces,
             max_wait_ms=settings.batch_max_wait_ms,
@@ -101,4 +114,17 @@ def evaluations_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -
             max_wait_ms=settings.batch_max_wait_ms,
             dlq_max_per_minute=settings.dlq_max_per_minute,
         ),
+    )
+
+
+def dead_letters_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> TableWriter:
+    """Reads the dead-letter topic into ``dead_letters``; its transform never refuses a record."""
+    return BatchingConsumer(
+        settings,
+        name="dead_letters",
+        topic=dlq.TOPIC,
+        group_id=f"{settings.worker_group_id}-dead-letters",
+        transform=dead_letter_rows,
+        sink=TableSink(clickhouse),
+        policy=BatchPolicy(max_size=1_000, max_wait_ms=500, dlq_max_per_minute=settings.dlq_max_per_minute),
     )
