@@ -22,7 +22,7 @@ from gateway.metrics_query import query_engine_key
 from gateway.params import bad_param, get_float, iso
 from gateway.query.histogram import quantile
 from gateway.query.intervals import Interval
-from gateway.query.partials import Partial, merge
+from gateway.query.partials import Partial, exact_sum, merge
 from gateway.query.request import Aggregation, Filter, Query, Target
 from gateway.query.sources import TRACES
 from gateway.query.sql import Columns
@@ -68,7 +68,7 @@ class _Summary:
         return None if alias is None else self.part.stats.get(alias)
 
     def sum(self, field: str) -> Decimal:
-        return Decimal(self.stat(field, "sum") or 0)
+        return exact_sum(self.stat(field, "sum"))
 
     def avg_latency(self) -> float | None:
         count = int(self.stat("latencyMs", "count") or 0)

@@ -20,15 +20,18 @@ ZERO_BUCKET = -2147483648
 _LOG_GAMMA = math.log(GAMMA)
 
 
-def bucket_sql(value: str) -> str:
-    """The bucket of a non-null, non-negative Float64 SQL expression ``value``."""
-    return f"if({value} > 0, toInt32(ceil(log({value}) / log(1.01 / 0.99))), toInt32({ZERO_BUCKET}))"
+def bucket_sql(value: str, as_float: str | None = None) -> str:
+    """The bucket of a non-null, non-negative SQL expression ``value`` (``as_float``: the same
+    value as a Float64, when ``value`` is not one)."""
+    number = as_float or value
+    return f"if({value} > 0, toInt32(ceil(log({number}) / log(1.01 / 0.99))), toInt32({ZERO_BUCKET}))"
 
 
-def histogram_sql(value: str, *, nullable: bool) -> str:
-    """The one-value histogram of a row (``Map(Int32, UInt64)``; empty for NULL), for ``sumMap``."""
+def histogram_sql(value: str, *, nullable: bool, integer: bool = False) -> str:
+    """The one-value histogram of a row (``Map(Int32, UInt64)``; empty for NULL), for ``sumMap``.
+    ``integer``: ``value`` is an integer column."""
     if not nullable:
-        return f"map({bucket_sql(f'toFloat64({value})')}, toUInt64(1))"
+        return f"map({bucket_sql(value, f'toFloat64({value})' if integer else None)}, toUInt64(1))"
     inner = f"assumeNotNull({value})"
     return f"if({value} IS NULL, CAST(map(), 'Map(Int32, UInt64)'), map({bucket_sql(inner)}, toUInt64(1)))"
 

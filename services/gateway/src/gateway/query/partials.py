@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.query.histogram import quantile
 from gateway.query.request import PERCENTILES, Aggregation, Query, Target
-from gateway.query.sql import Columns
+from gateway.query.sql import NANO, Columns
 
 GroupKey = tuple[str | None, ...]
 _MS = timedelta(milliseconds=1)
@@ -56,8 +56,13 @@ def merge(columns: Columns, parts: Iterable[Partial]) -> Partial:
 
 
 def empty(columns: Columns) -> Partial:
-    zeros: dict[str, Any] = {"count": 0, "sum": Decimal(0), "distinct": 0, "bins": {}, "min": None, "max": None}
+    zeros: dict[str, Any] = {"count": 0, "sum": 0, "distinct": 0, "bins": {}, "min": None, "max": None}
     return Partial(0, {alias: zeros[stat] for alias, _, stat in columns.stats})
+
+
+def exact_sum(value: Any) -> Decimal:
+    """A sum partial (10⁻⁹ units) as a number."""
+    return Decimal(int(value or 0)) / NANO
 
 
 def _number(value: Any, integer: bool) -> float | int | None:
@@ -84,8 +89,7 @@ def finalize(
         kind = aggregation.type
         value: Any
         if kind in ("sum", "rateSum", "ratePerMinute"):
-            total = stat("sum") or Decimal(0)
-            value = _number(total, integer and kind == "sum")
+            value = _number(exact_sum(stat("sum")), integer and kind == "sum")
         elif kind == "count":
             value = int(stat("count") or 0)
         elif kind == "countDistinct":
@@ -94,7 +98,7 @@ def finalize(
             value = _number(stat(kind.removeprefix("rate").lower()), integer and not kind.startswith("rate"))
         elif kind in ("avg", "rateAvg"):
             count = int(stat("count") or 0)
-            value = float(stat("sum")) / count if count else None
+            value = float(exact_sum(stat("sum"))) / count if count else None
         else:
             value = quantile(stat("bins") or {}, PERCENTILES[kind], stat("min"), stat("max"))
         if kind.startswith("rate") and value is not None:

@@ -116,7 +116,8 @@ def choose(query: Query, metadata_since: dict[str, datetime]) -> Plan:
     if not source.rollups or query.raw is not None:
         return raw
     targets = [*query.group_by, *(f.target for f in query.filters)]
-    if any(t.field is not None and t.field.rollup is None for t in targets):
+    # Filters and groups must be dimensions of the rollups (a number is aggregated there, not kept).
+    if any(t.field is not None and (t.field.rollup is None or t.field.numeric) for t in targets):
         return raw
     if any(a.type not in _MERGEABLE or a.field.rollup is None for a in query.aggregations):
         return raw

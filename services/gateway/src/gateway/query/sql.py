@@ -2,8 +2,9 @@
 branch computing the same *partial aggregates* per (bucket, group), merged by an outer
 ``GROUP BY``. Pure: text and bound parameters, no I/O.
 
-Partials per numeric field: ``count`` (non-null values), ``sum`` (Decimal(38, 9): exact
-whatever the order of addition), ``min``, ``max``, ``bins`` (the histogram of
+Partials per numeric field: ``count`` (non-null values), ``sum`` (an Int128 in units of
+:data:`NANO`, each value rounded to 9 decimals: exact whatever the order of addition, as the
+rollups store it), ``min``, ``max``, ``bins`` (the histogram of
 :mod:`gateway.query.histogram`), and for raw-only plans ``distinct``. A rollup branch merges the
 stored partials; a raw branch computes them from rows; a subtracted branch (traces without a
 metadata key: all traces minus those with the key) negates them.
@@ -40,7 +41,7 @@ STAT_ORDER = ("count", "sum", "min", "max", "bins", "distinct")
 _TYPES = {
     "total": "Int64",
     "count": "Int64",
-    "sum": "Decimal128(9)",
+    "sum": "Int128",
     "min": "Nullable(Float64)",
     "max": "Nullable(Float64)",
     "bins": "Map(Int32, Int64)",
@@ -50,6 +51,7 @@ _OUTER = {"count": "sum", "sum": "sum", "min": "min", "max": "max", "bins": "sum
 _ROLLUP_TABLES: dict[Tier, str] = {"minute": "trace_rollup_minute", "hour": "trace_rollup_hour"}
 METADATA_ROLLUP = "trace_metadata_rollup_hour"
 MAX_ROWS = 200_000  # (bucket, group) rows one statement may answer
+NANO = 1_000_000_000  # sums are integers of 10⁻⁹ units
 
 
 def stats_of(aggregation: Aggregation) -> tuple[str, ...]:
@@ -116,11 +118,14 @@ def _raw_stat(column: Field, stat: str) -> str:
             return f"toInt64(countIf({value} != ''))"
         return "toInt64(count())"
     if stat == "sum":
-        return f"CAST(sum(toDecimal128(ifNull({value}, 0), 9)) AS Decimal128(9))"
+        if column.kind == "integer":
+            return f"CAST(sum(toInt128({value}) * {NANO}) AS Int128)"
+        return f"CAST(sum(toInt128(round(toFloat64(ifNull({value}, 0)) * {NANO}))) AS Int128)"
     if stat in ("min", "max"):
         return f"CAST({stat}(toFloat64({value})) AS Nullable(Float64))"
     if stat == "bins":
-        return f"CAST(sumMap({histogram_sql(value, nullable=column.nullable)}) AS Map(Int32, Int64))"
+        histogram = histogram_sql(value, nullable=column.nullable, integer=column.kind == "integer")
+        return f"CAST(sumMap({histogram}) AS Map(Int32, Int64))"
     if column.empty_is_null:
         return f"toInt64(uniqExactIf({value}, {value} != ''))"
     return f"toInt64(uniqExact({value}))"
@@ -132,7 +137,7 @@ def _rollup_stat(column: Field, stat: str, sign: int) -> str:
         source = f"{prefix}_count" if column.nullable else "traces"
         return f"{'-' if sign < 0 else ''}toInt64(sum({source}))"
     if stat == "sum":
-        return f"CAST({'-' if sign < 0 else ''}sum({prefix}_sum) AS Decimal128(9))"
+        return f"CAST({'-' if sign < 0 else ''}sum({prefix}_sum) AS Int128)"
     if stat in ("min", "max"):
         if sign < 0:
             return "CAST(NULL AS Nullable(Float64))"
