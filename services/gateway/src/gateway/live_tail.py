@@ -4,9 +4,10 @@ Fed from the trace stream, never from ClickHouse: the ingest-worker publishes ea
 batch on the tenant's Redis channel (:mod:`trulayer_common.live`); this gateway's
 :class:`LiveHub` subscribes to the channels of the tenants it has clients for (one pub/sub
 connection per gateway, one subscription per tenant) and fans frames out to each client's
-bounded queue. A client that falls more than ``LIVE_CLIENT_BUFFER`` frames behind, or whose
-socket does not take a write for ``LIVE_WRITE_TIMEOUT_SECONDS``, is dropped (its stream ends):
-a slow reader never holds memory without bound. Each live socket's kernel send buffer is
+bounded queue. A message (one stored batch of the tenant: its frames, decoded once and shared by
+every client) is queued by reference; a client more than ``LIVE_CLIENT_BUFFER`` messages behind,
+or whose socket does not take a write for ``LIVE_WRITE_TIMEOUT_SECONDS``, is dropped (its stream
+ends): a slow reader never holds memory without bound. Each live socket's kernel send buffer is
 capped too (``LIVE_SEND_BUFFER_BYTES``). Idle streams carry a heartbeat comment every
 ``LIVE_HEARTBEAT_SECONDS``. Frames are ``data: {...}`` lines (API.md), ``project_id`` narrows
 them to one project; another tenant's frame never reaches a client (channels are per tenant).
@@ -40,20 +41,28 @@ LIVE_DROPPED = Counter("trulayer_live_clients_dropped_total", "live-tail clients
 _ANNOUNCE_SECONDS = live.LISTENER_TTL_SECONDS / 3
 
 
+Frames = list[dict[str, Any]]
+
+
 @dataclass(eq=False)
 class LiveClient:
     tenant_id: str
     project_id: str | None
-    queue: asyncio.Queue[dict[str, Any]]
+    queue: asyncio.Queue[Frames]
     dropped: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def offer(self, frame: dict[str, Any]) -> None:
-        if self.dropped.is_set() or (self.project_id is not None and frame.get("project_id") != self.project_id):
+    def offer(self, frames: Frames) -> None:
+        if self.dropped.is_set():
             return
         try:
-            self.queue.put_nowait(frame)
+            self.queue.put_nowait(frames)
         except asyncio.QueueFull:
             self.drop()
+
+    def wanted(self, frames: Frames) -> Frames:
+        if self.project_id is None:
+            return frames
+        return [f for f in frames if f.get("project_id") == self.project_id]
 
     def drop(self) -> None:
         if not self.dropped.is_set():
@@ -143,9 +152,10 @@ class LiveHub:
                 if message is None or message.get("type") != "message":
                     continue
                 tenant = live.tenant_of(_text(message["channel"]))
-                for frame in live.decode(message["data"]):
+                frames = live.decode(message["data"])
+                if frames:
                     for client in tuple(self._clients.get(tenant, ())):
-                        client.offer(frame)
+                        client.offer(frames)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis away: keep trying; clients get heartbeats meanwhile
@@ -222,10 +232,9 @@ async def live_traces(request: web.Request) -> web.StreamResponse:
                     if not done:
                         await _write(response, b": heartbeat\n\n", timeout)
                     continue
-                frames = [getter.result()]
-                while not client.queue.empty() and len(frames) < 256:
-                    frames.append(client.queue.get_nowait())
-                await _write(response, b"".join(b"data: " + orjson.dumps(f) + b"\n\n" for f in frames), timeout)
+                frames = client.wanted(getter.result())
+                if frames:
+                    await _write(response, b"".join(b"data: " + orjson.dumps(f) + b"\n\n" for f in frames), timeout)
         finally:
             dropped.cancel()
     except TimeoutError:

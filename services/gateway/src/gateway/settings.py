@@ -59,7 +59,10 @@ class GatewaySettings(ServiceSettings):
         default=15.0, gt=0, le=300, description="idle streams get a comment this often"
     )
     live_client_buffer: int = Field(
-        default=1_000, ge=1, le=100_000, description="frames a client may fall behind before it is dropped"
+        default=64,
+        ge=1,
+        le=10_000,
+        description="messages (stored batches) a client may fall behind before it is dropped",
     )
     live_max_clients_per_tenant: int = Field(default=100, ge=1, description="live connections per tenant per gateway")
     live_write_timeout_seconds: float = Field(

@@ -7,7 +7,7 @@ a redelivered Kafka record wrote twice. A page reads only the newest hours that 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -82,6 +82,8 @@ async def newest_page(
 ) -> list[dict[str, Any]]:
     """The newest ``limit`` traces matching ``filters`` (older than the cursor ``after``), newest
     first. ``counts``: the hour counts of the filters when the caller already has them."""
+    if after is not None and after[0].tzinfo is None:  # a row's time, as the engine returns it
+        after = (after[0].replace(tzinfo=UTC), after[1])
     upper = after[0] if after is not None else filters.end
     if filters.end is not None and upper is not None:
         upper = min(upper, filters.end)
