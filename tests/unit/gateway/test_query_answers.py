@@ -136,12 +136,16 @@ def test_iso_with_milliseconds() -> None:
     assert iso_ms(datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)) == "2026-01-02T03:04:05.678Z"
 
 
-def test_a_page_reads_the_newest_hours_that_hold_it() -> None:
+def test_a_page_reads_the_newest_time_that_holds_it() -> None:
     h = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    now = h + timedelta(minutes=40)
     counts = [HourCount(h - timedelta(hours=i), n) for i, n in enumerate([30, 0, 15, 100, 5])]
-    assert lower_bound(counts, None, 20) == h
-    assert lower_bound(counts, None, 31) == h - timedelta(hours=2)
-    assert lower_bound(counts, None, 46) == h - timedelta(hours=3)
-    assert lower_bound(counts, None, 1_000) is None  # fewer in all: no lower bound
+    # 5 of the 30 traces of the current hour (40 minutes so far): 4 × 5/30 of those 40 minutes.
+    assert lower_bound(counts, None, 5, now) == now - timedelta(minutes=40) * (4 * 5 / 30)
+    assert lower_bound(counts, None, 20, now) == h  # the margin covers the whole hour
+    # 31: all 30 of this hour, the empty one, and 1 of the 15 of the hour before (4/15 of it).
+    assert lower_bound(counts, None, 31, now) == h - timedelta(hours=1) - timedelta(hours=1) * (4 / 15)
+    assert lower_bound(counts, None, 46, now) == h - timedelta(hours=3) + timedelta(hours=1) * (1 - 4 / 100)
+    assert lower_bound(counts, None, 1_000, now) is None  # fewer in all: no lower bound
     # Before a cursor: hours after it do not count.
-    assert lower_bound(counts, h - timedelta(minutes=30), 20) == h - timedelta(hours=3)
+    assert lower_bound(counts, h - timedelta(minutes=30), 20, now) == h - timedelta(hours=2, minutes=12)

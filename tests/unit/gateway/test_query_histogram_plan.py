@@ -137,7 +137,7 @@ def test_rollups_answer_dimension_queries_and_raw_the_rest() -> None:
 def test_metadata_keys_use_the_hourly_metadata_rollup_once_complete() -> None:
     by_team = query(groupBy=["metadata.team"], aggregations=[{"type": "p95", "column": "latencyMs"}])
     plan = choose(by_team, {"team": EPOCH})
-    assert plan.metadata_key == "team" and plan.absent_included and tiers(plan) == {"raw", "hour"}
+    assert plan.metadata_key == "team" and plan.absent_included and tiers(plan) == {"raw", "minute", "hour"}
     # min/max of the traces without the key cannot be subtracted: read raw.
     with_min = query(groupBy=["metadata.team"], aggregations=[{"type": "min", "column": "latencyMs"}])
     assert choose(with_min, {"team": EPOCH}).raw_only

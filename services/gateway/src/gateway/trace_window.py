@@ -3,8 +3,10 @@
 A page (``GET /v1/traces``, and each chunk of the export) is the newest ``limit`` traces before
 an upper bound. Sorting every matching trace to keep 50 costs a read of all of them (0.5–2 s
 at 10 million traces). Instead the hour rollup says how many traces each hour holds
-(:func:`hour_counts`, one small read) and the page reads only the newest hours that hold
-enough of them (:func:`lower_bound`), with ``FINAL`` over that window only. When the filters are
+(:func:`hour_counts`, one small read) and the page reads only the newest time that holds
+enough of them (:func:`lower_bound`: whole hours, and within the oldest hour it needs, the part
+that should hold them if its traces were spread evenly, with a margin), with ``FINAL`` over that
+window only. When the filters are
 not all rollup dimensions the counts are upper bounds, so a window may hold too few matches:
 the caller then widens it (:data:`WIDENING`), last to no lower bound at all, which is always
 right. Pure apart from :func:`hour_counts`.
@@ -20,6 +22,8 @@ from gateway.trace_filters import TraceFilters
 from trulayer_common.clickhouse import ClickHouse
 
 HOUR = timedelta(hours=1)
+# Within an hour, read this many times the span its traces would need if spread evenly.
+MARGIN = 4
 # Factors of the page size the window is sized for, tried in turn; then no lower bound.
 EXACT = (1,)
 WIDENING = (1, 16)
@@ -52,16 +56,25 @@ async def hour_counts(
     return [HourCount(r["bucket"].replace(tzinfo=UTC), int(r["n"])) for r in rows]
 
 
-def lower_bound(counts: Sequence[HourCount], upper: datetime | None, need: int) -> datetime | None:
-    """The start of the newest hours at or before ``upper`` that hold at least ``need`` traces;
-    None when all of them together hold fewer (read without a lower bound)."""
+def lower_bound(
+    counts: Sequence[HourCount], upper: datetime | None, need: int, now: datetime | None = None
+) -> datetime | None:
+    """Where a window ending at ``upper`` (or ``now``) should start to hold ``need`` traces:
+    the newest whole hours, and within the oldest of them the span its count says (×
+    :data:`MARGIN`); None when all hours together hold fewer (read without a lower bound)."""
+    end_of_data = upper or now or datetime.now(UTC)
     seen = 0
     for count in counts:
         if upper is not None and count.hour > upper:
             continue
+        if count.traces and seen + count.traces >= need:
+            end = min(count.hour + HOUR, end_of_data)
+            if end <= count.hour:
+                return count.hour
+            share = MARGIN * (need - seen) / count.traces
+            lower = end - (end - count.hour) * min(1.0, share)
+            return max(count.hour, lower.replace(microsecond=lower.microsecond // 1000 * 1000))
         seen += count.traces
-        if seen >= need:
-            return count.hour
     return None
 
 

@@ -22,8 +22,11 @@ bound.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import os
 import re
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -118,10 +121,19 @@ class ClickHouse:
         self.embedded = embedded
         self.policy = policy or ReadPolicy()
         self._write_pool = ThreadPoolExecutor(max_workers=1 if embedded else 4, thread_name_prefix="ch-write")
-        self._read_pool = ThreadPoolExecutor(max_workers=self.policy.concurrency, thread_name_prefix="ch-read")
+        self._read_pool = ThreadPoolExecutor(
+            max_workers=self.policy.concurrency, thread_name_prefix="ch-read", initializer=self._lower_priority
+        )
         # Idle reader connections (one per pool thread); created on the first read's loop.
         self._idle: asyncio.Queue[Client] | None = None
         self._admitted = 0
+
+    def _lower_priority(self) -> None:
+        """A reader thread runs at the policy's nice value too: decoding answers holds the GIL and
+        a core, and the writer's thread (and the event loop) come first."""
+        if self.policy.nice:
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.policy.nice)
 
     async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()

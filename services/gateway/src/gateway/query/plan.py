@@ -9,8 +9,8 @@ row lies inside one bucket.
 
 A query can be served from the rollups when everything it reads is a rollup dimension
 (project, model, status, error type) or one declared metadata key, and its aggregations are
-mergeable (no countDistinct). A metadata key is read from the hourly metadata rollup, which only
-holds traces that have the key: traces without it (when the filters let them in) are the total
+mergeable (no countDistinct). A metadata key is read from the metadata rollups (minute and
+hour), which only hold traces that have the key: traces without it (when the filters let them in) are the total
 minus those with it, computed by subtraction, exact for counts, sums and histograms but not for
 min and max (such a query is read raw).
 """
@@ -131,7 +131,7 @@ def choose(query: Query, metadata_since: dict[str, datetime]) -> Plan:
         return raw
     (key,) = keys
     since = metadata_since.get(key)
-    if since is None or (interval is not None and not interval.on_grid(3_600_000)):
+    if since is None:
         return raw
     absent = all(matches_absent(f) for f in query.filters if f.target.metadata_key == key)
     if absent and any(a.type in _NOT_SUBTRACTABLE for a in query.aggregations):
@@ -141,5 +141,7 @@ def choose(query: Query, metadata_since: dict[str, datetime]) -> Plan:
     if complete_from >= query.end:
         return raw
     head = [Segment("raw", query.start, complete_from)] if complete_from > query.start else []
-    body = segments(complete_from, query.end, hour=True, minute=False)
+    hour = interval is None or interval.on_grid(3_600_000)
+    minute = interval is None or interval.on_grid(60_000)
+    body = segments(complete_from, query.end, hour=hour, minute=minute)
     return Plan(tuple(head + body), metadata_key=key, absent_included=absent)

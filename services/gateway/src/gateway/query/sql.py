@@ -49,7 +49,7 @@ _TYPES = {
 }
 _OUTER = {"count": "sum", "sum": "sum", "min": "min", "max": "max", "bins": "sumMap", "distinct": "sum"}
 _ROLLUP_TABLES: dict[Tier, str] = {"minute": "trace_rollup_minute", "hour": "trace_rollup_hour"}
-METADATA_ROLLUP = "trace_metadata_rollup_hour"
+_METADATA_ROLLUPS: dict[Tier, str] = {"minute": "trace_metadata_rollup_minute", "hour": "trace_metadata_rollup_hour"}
 MAX_ROWS = 200_000  # (bucket, group) rows one statement may answer
 NANO = 1_000_000_000  # sums are integers of 10⁻⁹ units
 
@@ -277,7 +277,7 @@ class QuerySql:
         trace rollups as the minuend of that subtraction (all traces, grouped as absent). Such a
         plan reads no min or max (``Columns.of``): those of all traces are not those of the
         traces without the key."""
-        table = METADATA_ROLLUP if metadata in ("matching", "all") else _ROLLUP_TABLES[tier]
+        table = _METADATA_ROLLUPS[tier] if metadata in ("matching", "all") else _ROLLUP_TABLES[tier]
         groups = []
         for target in self.query.group_by:
             if target.metadata_key is not None and metadata != "matching":

@@ -1,7 +1,8 @@
 -- The read path at scale (issue 10): traces sorted for time-bounded reads, and rollups.
 --
 -- 1. traces are sorted by (tenant, hour of started_at, project, id) instead of (tenant, project,
---    day, id). Every read of the API is bounded in time or narrowed to a window first (the list
+--    day, id), with a minmax index on started_at (parts are written in time order, so the newest
+--    seconds are found without reading the whole hour until merges mix them). Every read of the API is bounded in time or narrowed to a window first (the list
 --    reads the newest hours that hold a page, aggregates read rollups and only the edges of a
 --    window raw): an hour-first key lets a window of minutes read minutes of data instead of a
 --    day per project, and makes (tenant, hour, project, id) a point lookup. A trace id and its
@@ -9,7 +10,7 @@
 --    record still has the same key and FINAL still collapses it.
 --
 -- 2. Rollups fed by materialized views on every insert into traces (tenant × project × model ×
---    status × failure type, per minute and per hour; per hour × top-level metadata entry):
+--    status × failure type, per minute and per hour; the same per declared metadata entry):
 --    counts, exact sums (integers in units of 10⁻⁹, each value rounded to 9 decimals: a sum of
 --    rollup rows and a sum of raw rows are then the same number, whatever the order of
 --    addition, where Float64 sums would differ in their last bits), min, max, and a
@@ -21,7 +22,7 @@
 --    Rows keep the receipt day and the retention of their traces, so they expire with them,
 --    and are partitioned by it like the traces (0004): an insert touches one or two
 --    partitions whatever times a tenant's traces carry.
---    The minute rollup feeds the hour rollup (a view on the minute table).
+--    Each minute rollup feeds its hour rollup (a view on the minute table).
 --
 -- 3. The metadata rollup holds the top-level metadata entries whose key is a declared
 --    dimension (`metadata_rollup_keys`: env, team, feature, ... by default): low-cardinality
@@ -64,7 +65,8 @@ CREATE TABLE {db}.traces
     retention_days    UInt16,
     INDEX idx_id id TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_session session_id TYPE bloom_filter GRANULARITY 4,
-    INDEX idx_model model TYPE set(256) GRANULARITY 4
+    INDEX idx_model model TYPE set(256) GRANULARITY 4,
+    INDEX idx_started started_at TYPE minmax GRANULARITY 1
 )
 ENGINE = ReplacingMergeTree(created_at)
 PARTITION BY toYYYYMM(created_at)
@@ -123,7 +125,7 @@ ORDER BY meta_key;
 INSERT INTO {db}.metadata_rollup_keys (meta_key, since)
 SELECT arrayJoin(['env', 'environment', 'team', 'feature', 'tier', 'region', 'app', 'version']), toDateTime64(0, 3, 'UTC');
 
-CREATE TABLE IF NOT EXISTS {db}.trace_metadata_rollup_hour
+CREATE TABLE IF NOT EXISTS {db}.trace_metadata_rollup_minute
 (
     tenant_id             LowCardinality(String),
     meta_key              String,
@@ -163,6 +165,8 @@ ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(received_date)
 ORDER BY (tenant_id, meta_key, bucket, project_id, model, status, failure_type, meta_value, received_date, retention_days)
 TTL received_date + toIntervalDay(retention_days);
+
+CREATE TABLE IF NOT EXISTS {db}.trace_metadata_rollup_hour AS {db}.trace_metadata_rollup_minute;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.trace_rollup_minute_mv TO {db}.trace_rollup_minute AS
 SELECT
@@ -211,9 +215,9 @@ SELECT
 FROM {db}.trace_rollup_minute
 GROUP BY tenant_id, bucket, project_id, model, status, failure_type, received_date, retention_days;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.trace_metadata_rollup_hour_mv TO {db}.trace_metadata_rollup_hour AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.trace_metadata_rollup_minute_mv TO {db}.trace_metadata_rollup_minute AS
 SELECT
-    tenant_id, entry.1 AS meta_key, toStartOfHour(started_at) AS bucket, project_id, model, status, failure_type,
+    tenant_id, entry.1 AS meta_key, toStartOfMinute(started_at) AS bucket, project_id, model, status, failure_type,
     if(startsWith(entry.2, '"'), JSONExtractString(entry.2), entry.2) AS meta_value,
     toDate(created_at) AS received_date, retention_days,
     count() AS traces,
@@ -242,9 +246,26 @@ SELECT
 FROM {db}.traces
 ARRAY JOIN arrayFilter(kv -> kv.2 != 'null', JSONExtractKeysAndValuesRaw(metadata)) AS entry
 WHERE entry.1 IN (SELECT meta_key FROM {db}.metadata_rollup_keys)
-GROUP BY tenant_id, meta_key, bucket, project_id, model, status, failure_type, meta_value, received_date, retention_days
-;
+GROUP BY tenant_id, meta_key, bucket, project_id, model, status, failure_type, meta_value, received_date, retention_days;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.trace_metadata_rollup_hour_mv TO {db}.trace_metadata_rollup_hour AS
+SELECT
+    tenant_id, meta_key, toStartOfHour(bucket) AS bucket, project_id, model, status, failure_type, meta_value,
+    received_date, retention_days,
+    sum(traces) AS traces,
+    sum(latency_count) AS latency_count, sum(latency_sum) AS latency_sum,
+    min(latency_min) AS latency_min, max(latency_max) AS latency_max, sumMap(latency_bins) AS latency_bins,
+    sum(cost_count) AS cost_count, sum(cost_sum) AS cost_sum,
+    min(cost_min) AS cost_min, max(cost_max) AS cost_max, sumMap(cost_bins) AS cost_bins,
+    sum(prompt_tokens_sum) AS prompt_tokens_sum, min(prompt_tokens_min) AS prompt_tokens_min,
+    max(prompt_tokens_max) AS prompt_tokens_max, sumMap(prompt_tokens_bins) AS prompt_tokens_bins,
+    sum(completion_tokens_sum) AS completion_tokens_sum, min(completion_tokens_min) AS completion_tokens_min,
+    max(completion_tokens_max) AS completion_tokens_max, sumMap(completion_tokens_bins) AS completion_tokens_bins,
+    sum(total_tokens_sum) AS total_tokens_sum, min(total_tokens_min) AS total_tokens_min,
+    max(total_tokens_max) AS total_tokens_max, sumMap(total_tokens_bins) AS total_tokens_bins
+FROM {db}.trace_metadata_rollup_minute
+GROUP BY tenant_id, meta_key, bucket, project_id, model, status, failure_type, meta_value, received_date, retention_days;
 
 REFILL VIEW {db}.trace_rollup_minute_mv;
 
-REFILL VIEW {db}.trace_metadata_rollup_hour_mv
+REFILL VIEW {db}.trace_metadata_rollup_minute_mv
