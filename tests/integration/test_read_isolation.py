@@ -117,3 +117,23 @@ async def test_a_read_past_its_time_limit_is_a_504():
         resp = await client.get("/busy")
         await expect_error(resp, 503, "read_capacity")
         assert resp.headers["Retry-After"] == "2"
+
+
+async def test_lookups_by_key_go_before_queued_scans(harness: Harness):
+    ch = second_client(harness, ReadPolicy(concurrency=1, queue=4, max_seconds=30))
+    done: list[str] = []
+
+    async def read(name: str, quick: bool) -> None:
+        await ch.query("SELECT 1 AS n", quick=quick)
+        done.append(name)
+
+    try:
+        busy = asyncio.create_task(ch.query("SELECT sleep(1) AS s"))
+        await asyncio.sleep(0.1)
+        scans = [asyncio.create_task(read(f"scan{i}", False)) for i in range(2)]
+        await asyncio.sleep(0.05)
+        lookup = asyncio.create_task(read("lookup", True))
+        await asyncio.gather(busy, lookup, *scans)
+        assert done == ["lookup", "scan0", "scan1"]
+    finally:
+        ch.close()

@@ -142,6 +142,7 @@ async def get_trace(request: web.Request) -> web.Response:
         f"SELECT {TRACE_COLUMNS} FROM {ch.database}.traces "
         "WHERE tenant_id = {tenant:String} AND id = {id:String} ORDER BY created_at DESC LIMIT 1",
         {"tenant": principal.tenant.id, "id": trace_id},
+        quick=True,
     )
     if not rows:
         raise ApiError(404, "Trace not found", "not_found")
@@ -153,12 +154,14 @@ async def get_trace(request: web.Request) -> web.Response:
         f"FROM {ch.database}.spans FINAL WHERE tenant_id = {{tenant:String}} AND project_id = {{project:String}} "
         "AND trace_id = {trace:String} ORDER BY start_time, id",
         key,
+        quick=True,
     )
     events = await ch.query(
         "SELECT id, span_id, level, message, metadata, timestamp "
         f"FROM {ch.database}.events FINAL WHERE tenant_id = {{tenant:String}} AND project_id = {{project:String}} "
         "AND trace_id = {trace:String} ORDER BY timestamp, id",
         key,
+        quick=True,
     )
     trace["spans"] = [
         {

@@ -9,7 +9,8 @@ each other:
   (embedded: one, as one engine per process keeps writes ordered; HTTP: a few);
 * the **read lane** (:meth:`ClickHouse.query`): a pool of ``ReadPolicy.concurrency``
   connections (embedded: that many chDB connections to the same path, which run in parallel;
-  HTTP: a pool of that many HTTP connections) with a bounded queue in front. A read that finds
+  HTTP: a pool of that many HTTP connections) with a bounded queue in front, where lookups by
+  key (``quick``) go before scans. A read that finds
   the pool busy and the queue full raises :class:`ReadCapacityError` at once (the HTTP edge
   answers 503 with ``Retry-After``) instead of piling up; every read runs with
   ``max_execution_time`` (:class:`ReadTimeoutError` past it) and, by default, at a lower CPU
@@ -27,6 +28,7 @@ import functools
 import os
 import re
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -102,6 +104,36 @@ class ReadPolicy:
         return out
 
 
+class _Readers:
+    """Idle reader connections, handed out first to quick reads (point lookups by key), then in
+    arrival order: a trace detail never waits behind a queue of dashboard aggregations."""
+
+    def __init__(self, readers: Sequence[Client]) -> None:
+        self._idle: list[Client] = list(readers)
+        self._waiting: tuple[deque[asyncio.Future[Client]], deque[asyncio.Future[Client]]] = (deque(), deque())
+
+    async def acquire(self, quick: bool) -> Client:
+        if self._idle:
+            return self._idle.pop()
+        waiter: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
+        self._waiting[0 if quick else 1].append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release(waiter.result())  # handed over just as the caller gave up
+            raise
+
+    def release(self, reader: Client) -> None:
+        for queue in self._waiting:
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(reader)
+                    return
+        self._idle.append(reader)
+
+
 class ClickHouse:
     """Async façade over clickhouse-connect clients, bound to one database: a write lane and a
     bounded read pool (module docstring)."""
@@ -124,8 +156,7 @@ class ClickHouse:
         self._read_pool = ThreadPoolExecutor(
             max_workers=self.policy.concurrency, thread_name_prefix="ch-read", initializer=self._lower_priority
         )
-        # Idle reader connections (one per pool thread); created on the first read's loop.
-        self._idle: asyncio.Queue[Client] | None = None
+        self._slots = _Readers(self._readers)
         self._admitted = 0
 
     def _lower_priority(self) -> None:
@@ -139,21 +170,18 @@ class ClickHouse:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args, **kwargs))
 
-    async def _read(self, call: Callable[[Client], T], max_seconds: float | None) -> T:
-        """Run ``call`` on an idle reader: queued when all are busy, refused when the queue is full.
-        The slot is held until the engine call returns, even if the caller gave up meanwhile."""
-        if self._idle is None:
-            self._idle = asyncio.Queue()
-            for reader in self._readers:
-                self._idle.put_nowait(reader)
+    async def _read(self, call: Callable[[Client], T], max_seconds: float | None, quick: bool) -> T:
+        """Run ``call`` on an idle reader: queued when all are busy (quick reads first), refused
+        when the queue is full. The slot is held until the engine call returns, even if the caller
+        gave up meanwhile."""
         if self._admitted >= self.policy.concurrency + self.policy.queue:
             READS_REFUSED.inc()
             raise ReadCapacityError(self.policy.retry_after_seconds)
         self._admitted += 1
         READS_ADMITTED.set(self._admitted)
-        idle = self._idle
+        slots = self._slots
         try:
-            reader = await idle.get()
+            reader = await slots.acquire(quick)
         except BaseException:
             self._admitted -= 1
             READS_ADMITTED.set(self._admitted)
@@ -162,7 +190,7 @@ class ClickHouse:
         future = loop.run_in_executor(self._read_pool, call, reader)
 
         def release(_: object) -> None:
-            idle.put_nowait(reader)
+            slots.release(reader)
             self._admitted -= 1
             READS_ADMITTED.set(self._admitted)
 
@@ -191,10 +219,12 @@ class ClickHouse:
         *,
         settings: dict[str, Any] | None = None,
         max_seconds: float | _Default | None = DEFAULT,
+        quick: bool = False,
     ) -> list[dict[str, Any]]:
         """Run a SELECT on the read lane with server-side bound parameters; rows as dicts.
 
-        ``max_seconds``: the policy's limit by default, ``None`` for none (migrations). Raises
+        ``max_seconds``: the policy's limit by default, ``None`` for none (migrations). ``quick``:
+        a lookup by key (milliseconds), served before queued scans. Raises
         :class:`ReadCapacityError` when the pool and its queue are full, :class:`ReadTimeoutError`
         past the limit."""
         limit = self._limit(max_seconds)
@@ -205,7 +235,7 @@ class ClickHouse:
             names = result.column_names
             return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 
-        return await self._read(call, limit)
+        return await self._read(call, limit, quick)
 
     async def insert_json_rows(
         self, table: str, rows: Sequence[dict[str, Any]], settings: dict[str, Any] | None = None
