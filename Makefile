@@ -25,13 +25,13 @@ TEST_ENV := TRULAYER_DATA_DIR=$(TEST_DATA) TRULAYER_KAFKA_PORT=$(TEST_KAFKA_PORT
 INFRA_TEST := $(BIN)/python -m trulayer_local.infra --data-dir $(TEST_DATA) --kafka-port $(TEST_KAFKA_PORT) \
               --kafka-controller-port $(TEST_KAFKA_CONTROLLER_PORT) --redis-port $(TEST_REDIS_PORT)
 
-.PHONY: help install up down test test-unit check lint fmt bench topic-schemas clean
+.PHONY: help install up down test test-unit check lint fmt bench bench-otlp bench-sdk topic-schemas clean
 
 help:
 	@echo "make up     start the local stack (Ctrl-C stops it)"
 	@echo "make down   stop a local stack left behind"
 	@echo "make test   lint, types and the whole test suite against a private Kafka/Redis/chDB"
-	@echo "make bench  benchmarks against a running 'make up' stack"
+	@echo "make bench  benchmarks against a running 'make up' stack (bench-otlp, bench-sdk: one each)"
 	@echo "make topic-schemas  regenerate docs/topics/*.json from the record types"
 
 $(UV):
@@ -80,6 +80,15 @@ test: check
 bench: install
 	@$(BIN)/python bench/ingest_bench.py
 	@$(BIN)/python bench/eval_bench.py
+	@$(BIN)/python bench/control_bench.py
+	@$(BIN)/python bench/otlp_bench.py
+	@$(BIN)/python bench/sdk_overhead_bench.py
+
+bench-otlp: install
+	@$(BIN)/python bench/otlp_bench.py
+
+bench-sdk: install
+	@$(BIN)/python bench/sdk_overhead_bench.py
 
 # The JSON Schemas of the topic records (docs/topics/*.json), generated from their types.
 topic-schemas: install

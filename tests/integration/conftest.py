@@ -39,6 +39,7 @@ from ingest_worker.writers import (
     TableWriter,
     alerts_writer,
     dead_letters_writer,
+    decisions_writer,
     evaluations_writer,
     feedback_writer,
     trace_writer,
@@ -136,6 +137,7 @@ class Harness:
             alerter_data_dir=str(DATA_DIR / "alerter"),
             webhook_backoff_base_seconds=0.05,
             webhook_backoff_max_seconds=0.2,
+            alerter_signals_interval_seconds=0.2,
         )
         # The eval-engine starts on first use (eval tests), on groups of its own; its judge is the
         # fake OpenAI-compatible server of tests/integration/eval_support.py.
@@ -146,6 +148,7 @@ class Harness:
         self.alerter_app: web.Application | None = None
         self._alerter_runner: web.AppRunner | None = None
         self.alerts_writer: TableWriter
+        self.decisions_writer: TableWriter
         self.clickhouse: ClickHouse
         self.writer: ConfigLogWriter
         self.worker: TableWriter
@@ -183,6 +186,8 @@ class Harness:
             writer = factory(self.worker_settings, self.clickhouse)
             await writer.start()
             self.quality_writers.append(writer)
+        self.decisions_writer = decisions_writer(self.worker_settings, self.clickhouse)
+        await self.decisions_writer.start()
         self.control_app = create_control_engine(self.control_settings, clickhouse=self.clickhouse)
         self._control_runner = web.AppRunner(self.control_app, access_log=None)
         await self._control_runner.setup()
@@ -212,6 +217,7 @@ class Harness:
         await self.stop_eval_engine()
         for writer in self.quality_writers:
             await writer.stop()
+        await self.decisions_writer.stop()
         await self.alerts_writer.stop()
         await self.worker.stop()
         await self._producer.stop()

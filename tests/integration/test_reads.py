@@ -141,7 +141,8 @@ async def test_health_ready_and_prometheus(http: aiohttp.ClientSession, harness:
         assert resp.status == 200
     async with http.get(f"{harness.gateway_url}/readyz") as resp:
         assert resp.status == 200
-        assert (await resp.json())["checks"] == {"kafka": True, "redis": True, "clickhouse": True, "config": True}
+        checks = {"kafka": True, "redis": True, "clickhouse": True, "config": True, "signals": True}
+        assert (await resp.json())["checks"] == checks
     async with http.get(f"{harness.gateway_url}/metrics") as resp:
         text = await resp.text()
     assert "trulayer_http_requests_total" in text

@@ -5,6 +5,7 @@ the rollups from it."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from gateway.query.partials import Partial, data_points, merge, normalise_key
 from gateway.query.plan import Plan, Segment, choose
 from gateway.query.request import Query, parse_query
 from gateway.query.sql import QuerySql
-from tests.integration.conftest import Harness
+from tests.integration.conftest import Harness, eventually
 from tests.integration.query_support import Row, aggregate, close, dataset, hour_floor, ingest, iso, now_utc
 from tests.integration.test_partitions import apply_migrations_of, scratch_database
 from trulayer_common.clickhouse import ClickHouse, apply_migrations
@@ -172,3 +173,89 @@ async def test_upgrading_a_populated_database_fills_the_rollups(harness: Harness
     await populate(ch, dataset("p1", base + timedelta(hours=5), n=10, seed=99), "acme")
     assert sum((await per_hour("trace_rollup_hour")).values()) == len(rows) + 10
     await ch.command(f"DROP DATABASE {db}")
+
+
+def otlp_body(trace_id: str, spans: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "rollups"}}]},
+                "scopeSpans": [{"scope": {"name": "test"}, "spans": spans}],
+            }
+        ]
+    }
+
+
+def otlp_span(trace_id: str, span_id: str, start: datetime, ms: int, name: str, parent: str = "") -> dict[str, Any]:
+    begin = int(start.timestamp() * 10**9)
+    span: dict[str, Any] = {
+        "traceId": trace_id,
+        "spanId": span_id,
+        "name": name,
+        "kind": "SPAN_KIND_INTERNAL",
+        "startTimeUnixNano": str(begin),
+        "endTimeUnixNano": str(begin + ms * 10**6),
+        "attributes": [{"key": "gen_ai.usage.input_tokens", "value": {"intValue": "5"}}],
+    }
+    if parent:
+        span["parentSpanId"] = parent
+    return span
+
+
+async def test_traces_assembled_from_several_exports_count_once(http: aiohttp.ClientSession, harness: Harness):
+    """An OTLP trace stored as a placeholder, then as its root's version (whose start moved to
+    the previous hour): the rollups hold it once, as its newest version (its superseded
+    versions are subtracted), and answer as raw rows do."""
+    tenant = await harness.new_tenant()
+    hour = hour_floor(now_utc()) - timedelta(hours=3)
+    split, whole = uuid.uuid4().hex, uuid.uuid4().hex
+    exports = [
+        [otlp_span(split, "00000000000000c1", hour + timedelta(seconds=30), 200, "child", "00000000000000b1")],
+        [otlp_span(split, "00000000000000b1", hour - timedelta(seconds=10), 900, "root")],
+        [otlp_span(whole, "00000000000000d1", hour + timedelta(minutes=20), 50, "alone")],
+    ]
+    for spans in exports:
+        async with http.post(
+            f"{harness.gateway_url}/v1/otlp/traces", json=otlp_body(spans[0]["traceId"], spans), headers=tenant.headers
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+
+        async def stored(trace_id: str = spans[0]["traceId"], name: str = spans[0]["name"]) -> bool:
+            async with http.get(f"{harness.gateway_url}/v1/traces/{trace_id}", headers=tenant.headers) as resp:
+                return resp.status == 200 and (await resp.json())["name"] in (name, "root")
+
+        await eventually(stored)
+    query = parse_query(
+        {
+            "startTime": iso(hour - timedelta(hours=2)),
+            "endTime": iso(hour + timedelta(hours=2)),
+            "dataSource": "traces",
+            "aggregations": [
+                {"type": "sum", "column": "latencyMs"},
+                {"type": "sum", "column": "inputTokens"},
+                {"type": "p50", "column": "latencyMs"},
+                {"type": "count", "column": "latencyMs"},
+            ],
+        }
+    )
+    assert {s.tier for s in choose(query, {}).segments} == {"hour"}
+    engine = harness.gateway_app[query_engine_key]
+
+    async def settled() -> list[dict[str, Any]] | None:
+        served = await engine.run(query, tenant.id)
+        return served if served[0]["total"] == 2 else None
+
+    served = await eventually(settled)
+    assert served == await raw_answer(harness.clickhouse, query, tenant.id)
+    assert served[0]["sumLatencyMs"] == pytest.approx(900 + 50) and served[0]["sumInputTokens"] == 15
+    # The hour of the placeholder holds the untouched trace only; the root's hour holds the trace.
+    ch = harness.clickhouse
+    per_hour = await ch.query(
+        f"SELECT bucket, toInt64(sum(traces)) AS n FROM {ch.database}.trace_rollup_hour "
+        "WHERE tenant_id = {t:String} GROUP BY bucket HAVING n != 0 ORDER BY bucket",
+        {"t": tenant.id},
+    )
+    assert [(r["bucket"].replace(tzinfo=UTC), r["n"]) for r in per_hour] == [
+        (hour - timedelta(hours=1), 1),
+        (hour, 1),
+    ]

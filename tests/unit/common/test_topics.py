@@ -344,8 +344,9 @@ def _keys(typed: Any) -> set[str]:
 
 def test_trace_record_fields_follow_the_request_shapes() -> None:
     """The record is the request completed by the gateway: same fields, minus GuardLayer's
-    folded ``status``/``guardrail_flags``. Adding a request field means adding it here."""
-    assert _keys(traces.TraceRecord) == _keys(TraceRequest) - {"status", "guardrail_flags"}
+    folded ``status``/``guardrail_flags``, plus the marker of OTLP parts (which only the
+    gateway's OTLP path sets). Adding a request field means adding it here."""
+    assert _keys(traces.TraceRecord) == (_keys(TraceRequest) - {"status", "guardrail_flags"}) | {"otlp"}
     assert _keys(traces.SpanRecord) == _keys(SpanRequest)
     assert _keys(traces.EventRecord) == _keys(EventRequest)
 

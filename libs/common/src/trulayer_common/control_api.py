@@ -14,7 +14,7 @@ the same control-engine paths; the unauthenticated ``POST /api/v1/api-keys`` is 
 from __future__ import annotations
 
 from trulayer_common.access import PUBLIC, READ, SESSION_MEMBER, SESSION_OWNER, SESSION_VIEWER, WRITE
-from trulayer_common.routing import Operation, RouteSpec
+from trulayer_common.routing import Operation, QueryParam, RouteSpec
 from trulayer_common.schemas.control import (
     AlertRuleCreate,
     AlertRuleFields,
@@ -36,6 +36,20 @@ from trulayer_common.schemas.control import (
     WebhookTestResult,
 )
 from trulayer_common.schemas.evals import EvalRuleCreate, EvalRuleFields, EvalRuleList, EvalRuleOut
+from trulayer_common.schemas.policies import (
+    KillSwitchChange,
+    KillSwitchState,
+    ModelRouteCreate,
+    ModelRouteFields,
+    ModelRouteList,
+    ModelRouteOut,
+    PolicyCreate,
+    PolicyFields,
+    PolicyList,
+    PolicyOut,
+    SafeDefaultBody,
+    SafeDefaultOut,
+)
 
 _READ_ERRORS = (400, 401, 403, 404, 429, 503)
 _WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
@@ -312,6 +326,198 @@ def _eval_rules() -> list[RouteSpec]:
     ]
 
 
+_PAGE = (
+    QueryParam("limit", "integer", "1..200, default 50"),
+    QueryParam("cursor", "string", "next_cursor of the previous page"),
+)
+
+
+def _control() -> list[RouteSpec]:
+    """Kill switch (owners switch it) and the tenant's safe default (owners set it)."""
+    tag = "control"
+    return [
+        RouteSpec(
+            "GET",
+            "/v1/control/killswitch",
+            READ,
+            "api",
+            Operation("The tenant's kill switches", tag, responses={200: KillSwitchState}, errors=_READ_ERRORS),
+            "killswitch.get",
+        ),
+        RouteSpec(
+            "POST",
+            "/v1/control/killswitch/enable",
+            SESSION_OWNER,
+            "api",
+            Operation(
+                "Switch the tenant (or one project) off: every decision blocks",
+                tag,
+                KillSwitchChange,
+                {200: KillSwitchState},
+                errors=_WRITE_ERRORS,
+                description="The body is optional (no body: the whole tenant).",
+            ),
+            "killswitch.enable",
+        ),
+        RouteSpec(
+            "POST",
+            "/v1/control/killswitch/disable",
+            SESSION_OWNER,
+            "api",
+            Operation(
+                "Switch the tenant (or one project) back on",
+                tag,
+                KillSwitchChange,
+                {200: KillSwitchState},
+                errors=_WRITE_ERRORS,
+                description="The body is optional (no body: the whole tenant).",
+            ),
+            "killswitch.disable",
+        ),
+        RouteSpec(
+            "GET",
+            "/v1/control/safe-default",
+            READ,
+            "api",
+            Operation(
+                "What SDKs apply without a fresh bundle", tag, responses={200: SafeDefaultOut}, errors=_READ_ERRORS
+            ),
+            "safe_default.get",
+        ),
+        RouteSpec(
+            "PUT",
+            "/v1/control/safe-default",
+            SESSION_OWNER,
+            "api",
+            Operation(
+                "Set what SDKs apply without a fresh bundle",
+                tag,
+                SafeDefaultBody,
+                {200: SafeDefaultOut},
+                errors=_WRITE_ERRORS,
+            ),
+            "safe_default.set",
+        ),
+    ]
+
+
+def _policies() -> list[RouteSpec]:
+    tag = "policies"
+    item = "/v1/policies/{policy_id}"
+    status = QueryParam(
+        "status", "string", "only this status (default: all but archived)", ("draft", "active", "paused", "archived")
+    )
+    return [
+        RouteSpec(
+            "GET",
+            "/v1/policies",
+            READ,
+            "api",
+            Operation(
+                "List policies (by priority, then id)",
+                tag,
+                responses={200: PolicyList},
+                query=(*_PAGE, status),
+                errors=_READ_ERRORS,
+            ),
+            "policies.list",
+        ),
+        RouteSpec(
+            "POST",
+            "/v1/policies",
+            SESSION_MEMBER,
+            "api",
+            Operation("Create a policy", tag, PolicyCreate, {201: PolicyOut}, errors=_WRITE_ERRORS),
+            "policies.create",
+        ),
+        RouteSpec(
+            "GET",
+            item,
+            READ,
+            "api",
+            Operation("One policy", tag, responses={200: PolicyOut}, errors=_READ_ERRORS),
+            "policies.get",
+        ),
+        RouteSpec(
+            "PATCH",
+            item,
+            SESSION_MEMBER,
+            "api",
+            Operation(
+                "Update a policy (only the fields sent)", tag, PolicyFields, {200: PolicyOut}, errors=_WRITE_ERRORS
+            ),
+            "policies.update",
+        ),
+        RouteSpec(
+            "DELETE",
+            item,
+            SESSION_MEMBER,
+            "api",
+            Operation("Archive a policy", tag, None, {200: PolicyOut}, errors=_WRITE_ERRORS),
+            "policies.archive",
+        ),
+    ]
+
+
+def _model_routes() -> list[RouteSpec]:
+    tag = "model-routes"
+    item = "/v1/model-routes/{route_id}"
+    return [
+        RouteSpec(
+            "GET",
+            "/v1/model-routes",
+            READ,
+            "api",
+            Operation(
+                "List model routes (by priority, then id)",
+                tag,
+                responses={200: ModelRouteList},
+                query=_PAGE,
+                errors=_READ_ERRORS,
+            ),
+            "model_routes.list",
+        ),
+        RouteSpec(
+            "POST",
+            "/v1/model-routes",
+            SESSION_MEMBER,
+            "api",
+            Operation("Create a model route", tag, ModelRouteCreate, {201: ModelRouteOut}, errors=_WRITE_ERRORS),
+            "model_routes.create",
+        ),
+        RouteSpec(
+            "GET",
+            item,
+            READ,
+            "api",
+            Operation("One model route", tag, responses={200: ModelRouteOut}, errors=_READ_ERRORS),
+            "model_routes.get",
+        ),
+        RouteSpec(
+            "PATCH",
+            item,
+            SESSION_MEMBER,
+            "api",
+            Operation(
+                "Update a model route (only the fields sent)",
+                tag,
+                ModelRouteFields,
+                {200: ModelRouteOut},
+                errors=_WRITE_ERRORS,
+            ),
+            "model_routes.update",
+        ),
+        RouteSpec(
+            "DELETE",
+            item,
+            SESSION_MEMBER,
+            "api",
+            Operation("Delete a model route", tag, None, {200: Deleted}, errors=_WRITE_ERRORS),
+            "model_routes.delete",
+        ),
+    ]
+
+
 GUARDLAYER_KEYS = RouteSpec(
     "POST",
     "/internal/guardlayer/api-keys",
@@ -334,5 +540,8 @@ CONTROL_ROUTES: tuple[RouteSpec, ...] = (
     *_alert_rule_writes("/v1/failure-rules", "failure_rules"),
     *_webhooks(),
     *_eval_rules(),
+    *_control(),
+    *_policies(),
+    *_model_routes(),
     GUARDLAYER_KEYS,
 )

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -100,15 +101,27 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
     """The raw JSON body after the Content-Type and size checks (413 before reading it all)."""
     if request.content_type != "application/json":
         raise ApiError(415, "Content-Type must be application/json", "unsupported_media_type")
+    body = await read_limited(request, max_bytes)
+    if not body:
+        raise ApiError(400, "Request body is empty", "malformed_json")
+    return body
+
+
+async def read_limited(request: web.Request, max_bytes: int) -> bytes:
+    """The body, whatever its type; 413 as soon as it exceeds ``max_bytes`` (before reading it
+    all when ``Content-Length`` says so). aiohttp undoes a ``Content-Encoding`` in bounded chunks
+    as the body streams in, so the limit holds for the decoded size too; data that is not valid
+    for its ``Content-Encoding`` is a 400."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise ApiError(413, f"Request body too large (max {max_bytes} bytes)", "payload_too_large")
     body = bytearray()
-    async for chunk in request.content.iter_any():
-        body.extend(chunk)
-        if len(body) > max_bytes:
-            raise ApiError(413, f"Request body too large (max {max_bytes} bytes)", "payload_too_large")
-    if not body:
-        raise ApiError(400, "Request body is empty", "malformed_json")
+    try:
+        async for chunk in request.content.iter_any():
+            body.extend(chunk)
+            if len(body) > max_bytes:
+                raise ApiError(413, f"Request body too large (max {max_bytes} bytes)", "payload_too_large")
+    except RequestPayloadError:
+        raise ApiError(400, "Request body is not valid data of its Content-Encoding", "bad_content_encoding") from None
     return bytes(body)
 
 

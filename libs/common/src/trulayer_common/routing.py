@@ -61,6 +61,9 @@ class Operation:
     description: str = ""
     # Media types of a success answer that is not a JSON model (a stream: CSV, SSE).
     response_media: tuple[str, ...] = ()
+    # Other media types the request body, and the 2xx answer to it, may also use (binary
+    # encodings of the same message: OTLP's application/x-protobuf).
+    binary_content_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

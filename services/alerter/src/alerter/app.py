@@ -1,9 +1,11 @@
 """The alerter application: health routes, and the faust app running on the same event loop.
 
 ``create_app(settings)`` returns an aiohttp app whose ``cleanup_ctx`` starts, in order: the
-config log reader (rules and webhooks), the producer of ``trulayer.alerts``, the webhook
-dispatcher, then the faust app (``await app.start()``: table recovery from the changelogs,
-then consumption from the committed offsets). Stopping reverses the order; faust commits the
+config log reader (rules, webhooks, policies), the producer of ``trulayer.alerts`` (and of
+``trulayer.signals``), the webhook dispatcher, then the faust app (``await app.start()``:
+table recovery from the changelogs, then consumption from the committed offsets) and the
+signals publisher (``alerter.signals``). Escalation decisions are delivered as
+``policy.escalated`` webhooks (``alerter.escalations``). Stopping reverses the order; faust commits the
 offsets of processed events on a clean stop.
 """
 
@@ -14,8 +16,11 @@ from collections.abc import AsyncIterator
 import faust
 from aiohttp import web
 
+from alerter.escalations import Escalations
+from alerter.evaluator import Outcome
 from alerter.publisher import AlertPublisher
 from alerter.settings import AlerterSettings
+from alerter.signals import SignalPublisher
 from alerter.start_offsets import pin_start_offsets
 from alerter.streams import AgentHealth, build_app, internal_topic_specs
 from alerter.webhooks import WebhookDispatcher
@@ -41,6 +46,7 @@ async def _run(app: web.Application) -> AsyncIterator[None]:
     producer = create_producer(settings, client_id=f"{settings.service_name}-alerts")
     dispatcher: WebhookDispatcher | None = None
     stream_app: faust.App | None = None
+    signals: SignalPublisher | None = None
     try:
         await producer.start()
         publisher = AlertPublisher(producer, reader.state)
@@ -49,15 +55,33 @@ async def _run(app: web.Application) -> AsyncIterator[None]:
         publisher.dispatcher = dispatcher
         await ensure_topics(settings, internal_topic_specs(settings))
         if settings.alerter_start_from == "latest":
-            await pin_start_offsets(settings, [topics.TRACES, topics.EVAL_RESULTS])
-        stream_app = build_app(settings, reader.state, publisher.publish, app[agent_health_key])
+            await pin_start_offsets(settings, [topics.TRACES, topics.EVAL_RESULTS, topics.CONTROL_DECISIONS])
+        escalations = Escalations(
+            reader.state,
+            dispatcher.submit,
+            settings.escalation_cooldown_seconds,
+            settings.escalation_max_age_seconds,
+        )
+
+        def on_scope(tenant_id: str, project_id: str, outcome: Outcome) -> None:
+            if signals is not None:  # set below, before the agents run
+                signals.observe(tenant_id, project_id, outcome)
+
+        streams = build_app(
+            settings, reader.state, publisher.publish, app[agent_health_key], on_scope, escalations.handle
+        )
+        signals = SignalPublisher(settings, reader.state, streams.evaluator, producer)
+        stream_app = streams.app
         await stream_app.start()
+        signals.start()
         app[reader_key] = reader
         app[dispatcher_key] = dispatcher
         app[faust_key] = stream_app
         log.info("alerter_started", app_id=settings.alerter_app_id)
         yield
     finally:
+        if signals is not None:
+            await signals.stop()
         if stream_app is not None:
             await stream_app.stop()
         if dispatcher is not None:

@@ -47,12 +47,17 @@ T = TypeVar("T")
 _SCORE_METRICS = ("hallucination_score", "eval_score")
 _MAX_DECODED = 200_000  # decoded buckets kept (a 1 h window of one scope is 720)
 _MAX_WINDOWS = 20_000  # merged window prefixes kept (one per scope × model × window length)
+# Models given windows of their own per scope when the tenant's control plane reads them (the
+# model name is the client's: bound the cardinality).
+MAX_TRACKED_MODELS = 50
 
 
 @dataclass
 class Outcome:
     alerts: list[alert_records.AlertEvent] = field(default_factory=list)
     anomalies: list[alert_records.Anomaly] = field(default_factory=list)
+    models: set[str] = field(default_factory=set)  # per-model windows this message moved
+    watermark: float | None = None  # the scope's watermark after it (None: nothing processed)
 
 
 def _meta_of(stored: Any) -> dict[str, Any]:
@@ -122,6 +127,11 @@ class Evaluator:
         rules = _rules_for(self.config, tenant_id, project_id)
         models = sorted({""} | {r.model for r in rules if r.model} | set(meta.get("models") or []))
         model_scoped = {r.model for r in rules if r.model}
+        if self.config.control.of(tenant_id).tracks_models:
+            # Policies and model routes decide on the window of the requested model.
+            seen = {p[1] for p in points if p[1]} | {s[1] for s in scores if s[1]}
+            room = MAX_TRACKED_MODELS - len(models)
+            model_scoped |= set(models) | set(sorted(seen - set(models))[: max(room, 0)])
 
         touched: dict[str, BucketAgg] = {}
         touched_models: set[str] = set()
@@ -157,8 +167,8 @@ class Evaluator:
 
         self._expire(scope, meta, models, previous_wm, horizon)
         meta["wm"] = watermark
-        meta["models"] = [m for m in models if m]
-        outcome = Outcome()
+        meta["models"] = sorted(m for m in set(models) | touched_models if m)
+        outcome = Outcome(models=touched_models - {""}, watermark=watermark)
         windows: dict[tuple[str, int], BucketAgg] = {}  # rules sharing a window merge it once
         if touched_models:
             for rule in rules:

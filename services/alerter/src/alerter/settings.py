@@ -28,6 +28,15 @@ class AlerterSettings(ServiceSettings):
     anomaly_alpha: float = Field(default=0.1, gt=0, lt=1, description="EWMA weight of the newest sample")
     anomaly_z_threshold: float = Field(default=3.0, gt=0)
     anomaly_min_traces: int = Field(default=10, ge=1, description="fewer traces: no latency/error-rate sample")
+    alerter_signals_interval_seconds: float = Field(
+        default=1.0, gt=0, description="live window summaries are published at most this often per scope"
+    )
+    escalation_cooldown_seconds: float = Field(
+        default=300.0, ge=0, description="policy.escalated fires at most once per policy × project in this time"
+    )
+    escalation_max_age_seconds: float = Field(
+        default=300.0, gt=0, description="escalations decided longer ago than this are not delivered"
+    )
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
     webhook_max_attempts: int = Field(default=5, ge=1, le=20)
     webhook_backoff_base_seconds: float = Field(default=0.5, ge=0)

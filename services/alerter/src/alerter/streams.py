@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from trulayer_common import topics
 from trulayer_common.config import ConfigState
 from trulayer_common.kafka import ssl_context
 from trulayer_common.logging import get_logger
-from trulayer_common.topics import InvalidRecordError, TopicSpec, traces
+from trulayer_common.topics import InvalidRecordError, TopicSpec, control_decisions, traces
 
 log = get_logger(__name__)
 SKIPPED = Counter("trulayer_alerter_records_skipped_total", "input records the alerter could not read", ["topic"])
@@ -60,7 +61,15 @@ CHANGELOG_CONFIG = {
     "min.cleanable.dirty.ratio": "0.1",
 }
 OutcomeHandler = Callable[[Outcome], Awaitable[None]]
+ScopeHandler = Callable[[str, str, Outcome], None]
+DecisionHandler = Callable[[bytes], Any]
 AgentBody = Callable[[Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Streams:
+    app: faust.App
+    evaluator: Evaluator
 
 
 def _brokers(bootstrap: str) -> list[str]:
@@ -131,9 +140,19 @@ def broker_credentials(settings: AlerterSettings) -> faust.types.auth.Credential
 
 
 def build_app(
-    settings: AlerterSettings, config: ConfigState, on_outcome: OutcomeHandler, health: AgentHealth
-) -> faust.App:
-    """A faust app bound to the running loop, its web server off; start it with ``await app.start()``."""
+    settings: AlerterSettings,
+    config: ConfigState,
+    on_outcome: OutcomeHandler,
+    health: AgentHealth,
+    on_scope: ScopeHandler | None = None,
+    on_escalations: DecisionHandler | None = None,
+) -> Streams:
+    """A faust app bound to the running loop, its web server off; start it with ``await app.start()``.
+    Its evaluator comes along: the signals publisher reads the windows it keeps.
+
+    ``on_scope(tenant, project, outcome)`` sees every processed observation (the signals
+    publisher); ``on_escalations(value)`` every ``trulayer.control.decisions`` record marked as
+    holding an escalation."""
     data_dir = Path(settings.alerter_data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -196,6 +215,22 @@ def build_app(
                 SKIPPED.labels(topics.EVAL_RESULTS).inc()
                 log.warning("evaluation_record_skipped", error=str(exc))
 
+    decisions = app.topic(
+        control_decisions.TOPIC, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+    @app.agent(decisions)
+    @health.watched
+    async def route_escalations(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            if on_escalations is None or (event.headers or {}).get(control_decisions.ESCALATE_HEADER) != b"1":
+                continue
+            try:
+                on_escalations(event.value)
+            except InvalidRecordError as exc:
+                SKIPPED.labels(topics.CONTROL_DECISIONS).inc()
+                log.warning("decision_record_skipped", error=str(exc))
+
     @app.agent(observations)
     @health.watched
     async def evaluate(stream: faust.StreamT[dict[str, Any]]) -> None:
@@ -207,6 +242,8 @@ def build_app(
                 log.warning("observation_skipped", error=str(exc))
                 continue
             outcome = evaluator.process(observation)
+            if on_scope is not None:
+                on_scope(observation["tenant_id"], observation["project_id"], outcome)
             if outcome.alerts or outcome.anomalies:
                 FIRED.inc(len(outcome.alerts))
                 for anomaly in outcome.anomalies:
@@ -215,4 +252,4 @@ def build_app(
                 await app.producer.flush()
                 await on_outcome(outcome)
 
-    return app
+    return Streams(app, evaluator)

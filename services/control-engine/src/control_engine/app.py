@@ -13,7 +13,16 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from control_engine import alerting_api, api_keys, eval_rules_api, guardlayer, projects
+from control_engine import (
+    alerting_api,
+    api_keys,
+    eval_rules_api,
+    guardlayer,
+    killswitch_api,
+    model_routes_api,
+    policies_api,
+    projects,
+)
 from control_engine.audit import AuditLog
 from control_engine.config_log import ConfigLogWriter
 from control_engine.requests import control_middleware, install_routes
@@ -133,6 +142,9 @@ def create_app(settings: ControlEngineSettings, *, clickhouse: ClickHouse | None
         **guardlayer.HANDLERS,
         **alerting_api.HANDLERS,
         **eval_rules_api.HANDLERS,
+        **killswitch_api.HANDLERS,
+        **policies_api.HANDLERS,
+        **model_routes_api.HANDLERS,
     }
     install_routes(app, CONTROL_ROUTES, handlers)
     return app

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 
 from trulayer_common.config import ConfigRecord
+from trulayer_common.config.control_entities import ControlEntity
 from trulayer_common.config.entities import AlertRule, ApiKey, EvalRule, Project, Tenant, Webhook
 from trulayer_common.topics import config as config_records
 
@@ -16,7 +17,7 @@ class ConfigLogWriter:
         self._producer = producer
 
     async def append(
-        self, entity: Tenant | Project | ApiKey | AlertRule | Webhook | EvalRule, actor: str = "system"
+        self, entity: Tenant | Project | ApiKey | AlertRule | Webhook | EvalRule | ControlEntity, actor: str = "system"
     ) -> ConfigRecord:
         """Write the entity's full state; returns once the broker acknowledged (acks=all)."""
         record = ConfigRecord(entity=entity, actor=actor, at=datetime.now(UTC))

@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 from control_engine.audit import AuditLog
 from control_engine.config_log import ConfigLogWriter
 from trulayer_common.config import ApiKey, ConfigLogReader, ConfigRecord, ConfigState, Project, Tenant
+from trulayer_common.config.control_entities import ControlEntity
 from trulayer_common.config.entities import AlertRule, EvalRule, Webhook
 from trulayer_common.errors import ApiError, unavailable
 from trulayer_common.logging import get_logger
@@ -66,7 +67,7 @@ class TenantWrite:
     _token: str
 
     async def commit(
-        self, entity: Tenant | Project | ApiKey | AlertRule | Webhook | EvalRule, action: str
+        self, entity: Tenant | Project | ApiKey | AlertRule | Webhook | EvalRule | ControlEntity, action: str
     ) -> ConfigRecord:
         """Append the entity's new state to the config log, then to the audit table."""
         await self._owner._ensure_held(self.tenant_id, self._token)

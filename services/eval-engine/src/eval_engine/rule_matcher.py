@@ -163,6 +163,8 @@ class RuleMatcher:
         matched: dict[str, int] = {}
         sampled: dict[str, int] = {}
         for record_trace in envelope["payload"]["traces"]:
+            if not traces.counted(record_trace):
+                continue  # an OTLP part without its trace's root: the root's part is evaluated
             trace = cast(dict[str, Any], record_trace)
             rules = by_project.get(trace["project_id"])
             if not rules:

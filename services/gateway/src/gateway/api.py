@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gateway import alerting_reads, evaluation_reads
+from gateway import alerting_reads, control_sdk, evaluation_reads
 from gateway.control_proxy import forward_to
 from gateway.evals import get_catalog, post_eval
 from gateway.export import FORMATS, export_traces
@@ -22,6 +22,7 @@ from gateway.live_tail import live_traces
 from gateway.metrics import get_metrics
 from gateway.metrics_query import post_metrics_query
 from gateway.openapi import docs, openapi_json
+from gateway.otlp import PROTOBUF, otlp_traces
 from gateway.routes import Route
 from gateway.settings import GatewaySettings
 from gateway.traces import get_trace, list_traces
@@ -31,6 +32,13 @@ from trulayer_common.health import health_routes
 from trulayer_common.routing import Operation, QueryParam, RouteSpec
 from trulayer_common.schemas import BatchRequest, TraceRequest
 from trulayer_common.schemas.control import AlertRuleList, AlertRuleOut, AnomalyList, AnomalyOut
+from trulayer_common.schemas.control_sdk import (
+    DecideRequest,
+    DecisionOut,
+    DecisionReportBatch,
+    DecisionsAccepted,
+    PolicyBundleOut,
+)
 from trulayer_common.schemas.evals import (
     EvalAccepted,
     EvalCatalog,
@@ -42,6 +50,7 @@ from trulayer_common.schemas.evals import (
     FeedbackOut,
 )
 from trulayer_common.schemas.metrics_query import MetricsQueryRequest, MetricsQueryResponse
+from trulayer_common.schemas.otlp import OtlpExportResponse, OtlpExportTraceRequest
 from trulayer_common.schemas.reads import IngestionHealth
 from trulayer_common.schemas.responses import (
     BatchIngestResponse,
@@ -112,6 +121,31 @@ def _ingest() -> list[Route]:
                 "ingest.batch",
             ),
             ingest_batch,
+        ),
+        Route(
+            RouteSpec(
+                "POST",
+                "/v1/otlp/traces",
+                INGEST,
+                "ingest",
+                Operation(
+                    "Ingest an OTLP/HTTP trace export (OpenTelemetry exporters)",
+                    "ingest",
+                    OtlpExportTraceRequest,
+                    {200: OtlpExportResponse},
+                    errors=_INGEST_ERRORS,
+                    description=(
+                        "`ExportTraceServiceRequest` as protobuf (`application/x-protobuf`, answered in "
+                        "protobuf) or OTLP JSON (`application/json`); `Content-Encoding: gzip` or `deflate` "
+                        "allowed; 413 over 20 MiB compressed or decompressed. Spans map onto traces, spans "
+                        "and events (GenAI semantic conventions, old and new names; see docs/otlp.md); "
+                        "rejected spans are counted and named in `partialSuccess`."
+                    ),
+                    binary_content_types=(PROTOBUF,),
+                ),
+                "ingest.otlp_traces",
+            ),
+            otlp_traces,
         ),
     ]
 
@@ -335,6 +369,102 @@ def _alerting_reads() -> list[Route]:
     ]
 
 
+def _control_sdk() -> list[Route]:
+    """The SDK surface of the control plane, served from memory (``gateway.control_sdk``):
+    reads of the bundle and decisions need ``read`` (or a session); decision reports are data
+    (``ingest``). Decide/execute count in the tenant's read window, the rest in ``api``, and
+    reports in the key's ingest window."""
+    tag = "control"
+    decide_errors = (400, 401, 403, 413, 415, 422, 429)
+    return [
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/control/config",
+                READ,
+                "api",
+                Operation(
+                    "The tenant's policy bundle (ETag; If-None-Match → 304; Cache-Control max-age=60)",
+                    tag,
+                    responses={200: PolicyBundleOut, 304: None},
+                    errors=(401, 403, 429, 503),
+                ),
+                "control.config",
+            ),
+            control_sdk.get_config,
+        ),
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/control/config/stream",
+                READ,
+                "api",
+                Operation(
+                    "Server-Sent Events: the bundle on connect and on every change, live signals, heartbeats",
+                    tag,
+                    responses={200: None},
+                    errors=(401, 403, 406, 429, 503),
+                    description="Needs `Accept: text/event-stream` (else 406). Frames: `event: bundle` "
+                    "(id: the ETag), `event: signals`, `: heartbeat` comments.",
+                ),
+                "control.config_stream",
+            ),
+            control_sdk.config_stream,
+        ),
+        Route(
+            RouteSpec(
+                "POST",
+                "/v1/control/decide",
+                READ,
+                "read",
+                Operation(
+                    "Decide a call: allow, block or route (logged)",
+                    tag,
+                    DecideRequest,
+                    {200: DecisionOut},
+                    errors=decide_errors,
+                ),
+                "control.decide",
+            ),
+            control_sdk.decide_route,
+        ),
+        Route(
+            RouteSpec(
+                "POST",
+                "/v1/control/execute",
+                READ,
+                "read",
+                Operation(
+                    "Decide and enforce: 503 error.kill_switch_active, 403 error.policy_blocked, else the decision",
+                    tag,
+                    DecideRequest,
+                    {200: DecisionOut},
+                    errors=(*decide_errors, 503),
+                ),
+                "control.execute",
+            ),
+            control_sdk.execute_route,
+        ),
+        Route(
+            RouteSpec(
+                "POST",
+                "/v1/control/decisions",
+                INGEST,
+                "ingest",
+                Operation(
+                    "Report decisions an SDK took locally (≤100)",
+                    tag,
+                    DecisionReportBatch,
+                    {202: DecisionsAccepted},
+                    errors=_INGEST_ERRORS,
+                ),
+                "control.decisions",
+            ),
+            control_sdk.report_decisions,
+        ),
+    ]
+
+
 def _evals() -> list[Route]:
     """Feedback and evaluations (API.md "Feedback and evals"); eval rules are control-plane routes."""
     tag = "evals"
@@ -510,7 +640,15 @@ def _guardlayer(routes: list[Route]) -> list[Route]:
 
 
 def gateway_routes(settings: GatewaySettings) -> list[Route]:
-    routes = [*_ingest(), *_reads(), *_alerting_reads(), *_evals(), *_forwarded(), *_documents()]
+    routes = [
+        *_ingest(),
+        *_reads(),
+        *_alerting_reads(),
+        *_evals(),
+        *_control_sdk(),
+        *_forwarded(),
+        *_documents(),
+    ]
     if settings.guardlayer_compat:
         routes += _guardlayer(routes)
     return routes

@@ -14,14 +14,19 @@ from aiohttp import web
 
 from gateway.api import gateway_routes
 from gateway.auth import Authenticator, authenticator_key
+from gateway.config_stream import StreamHub
 from gateway.control_proxy import control_proxy_ctx
+from gateway.control_sdk import bundles_key, decision_log_key, live_signals_key, stream_hub_key
+from gateway.decision_log import DecisionLog
 from gateway.dedup import TraceDeduplicator
 from gateway.ingest_outcomes import ingest_outcomes_ctx, ingest_outcomes_middleware
 from gateway.key_usage import KeyUsageRecorder, key_usage_key
 from gateway.limits import RateLimiter, add_rate_limit_headers, limits_middleware, rate_limiter_key
-from gateway.live_tail import live_hub_ctx
+from gateway.live_signals import LiveSignals
+from gateway.live_tail import end_live_streams, live_hub_ctx
 from gateway.metrics_query import query_engine_key
 from gateway.openapi import OpenApiDocument, openapi_key
+from gateway.policy_bundles import PolicyBundles
 from gateway.query.engine import MetadataKeys, QueryEngine
 from gateway.read_errors import read_errors_middleware
 from gateway.resources import (
@@ -87,6 +92,39 @@ async def _config(app: web.Application) -> AsyncIterator[None]:
     await reader.stop()
 
 
+async def _control(app: web.Application) -> AsyncIterator[None]:
+    """The SDK surface's state: bundles from the config log, live signals, open streams, the
+    decision log. Streams are woken by config and signal changes and ended on shutdown."""
+    settings = app[settings_key]
+    state = app[config_state]
+    hub = StreamHub(settings.control_stream_max, settings.control_stream_max_per_tenant)
+    live = LiveSignals(settings)
+    await live.start()
+    state.control.listen(hub.changed)
+    live.listen(hub.changed)
+    decisions = DecisionLog(
+        app[producer_key],
+        flush_interval=settings.decision_log_flush_ms / 1000,
+        max_pending=settings.decision_log_max_pending,
+    )
+    decisions.start()
+    app[bundles_key] = PolicyBundles(state)
+    app[live_signals_key] = live
+    app[stream_hub_key] = hub
+    app[decision_log_key] = decisions
+    yield
+    hub.shutdown()
+    await decisions.stop()
+    await live.stop()
+
+
+async def _end_streams(app: web.Application) -> None:
+    """``on_shutdown`` runs before the server waits for open requests: end the SSE streams."""
+    hub = app.get(stream_hub_key)
+    if hub is not None:
+        hub.shutdown()
+
+
 async def _auth(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     async with aiohttp.ClientSession() as http:
@@ -137,6 +175,7 @@ def create_app(settings: GatewaySettings, *, clickhouse: ClickHouse | None = Non
             _redis,
             _clickhouse(clickhouse),
             _config,
+            _control,
             _auth,
             _limits,
             control_proxy_ctx,
@@ -144,6 +183,7 @@ def create_app(settings: GatewaySettings, *, clickhouse: ClickHouse | None = Non
             live_hub_ctx,
         ]
     )
+    app.on_shutdown.extend([_end_streams, end_live_streams])
     app.on_response_prepare.append(add_rate_limit_headers)
 
     async def kafka_ready() -> bool:
@@ -160,8 +200,18 @@ def create_app(settings: GatewaySettings, *, clickhouse: ClickHouse | None = Non
         # Caught up at start, and still hearing from the broker: revocations reach this replica.
         return app[config_reader_key].is_current(settings.config_max_lag_seconds)
 
+    async def signals_ready() -> bool:
+        live = app.get(live_signals_key)
+        return live is not None and live.ready.is_set()
+
     add_health_checks(
         app,
-        {"kafka": kafka_ready, "redis": redis_ready, "clickhouse": clickhouse_ready, "config": config_ready},
+        {
+            "kafka": kafka_ready,
+            "redis": redis_ready,
+            "clickhouse": clickhouse_ready,
+            "config": config_ready,
+            "signals": signals_ready,
+        },
     )
     return app

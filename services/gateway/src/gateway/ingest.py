@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -122,11 +123,18 @@ def record_too_large(limit: int) -> ApiError:
 
 
 async def accept(
-    request: web.Request, principal: Principal, traces: list[TraceRequest], prefix: str | None = None
+    request: web.Request,
+    principal: Principal,
+    traces: list[TraceRequest],
+    prefix: str | None = None,
+    dedup_keys: Sequence[str] | None = None,
 ) -> tuple[list[str], set[str]]:
-    """Produce the new traces; returns (all ids in order, ids that were duplicates).
+    """Produce the new traces; returns (all ids in order, the dedup keys found to be duplicates).
 
     ``prefix`` names the array the traces came in (``traces``), for errors naming a field.
+    ``dedup_keys``, one per trace, name what a re-sent request repeats; by default the trace
+    ids (then the duplicates are ids). OTLP passes one key per part of a trace, since the
+    spans of one trace id arrive over several exports (:mod:`gateway.otlp`).
     """
     state = request.app[config_state]
     received_at = datetime.now(UTC)
@@ -147,15 +155,16 @@ async def accept(
     ids: list[str] = [t["id"] for t in traces]  # type: ignore[misc]  # prepare() filled every id
     tenant_id = principal.tenant.id
     dedup = request.app[dedup_key]
-    duplicates = await dedup.seen(tenant_id, ids)
+    keys = list(dedup_keys) if dedup_keys is not None else ids
+    duplicates = await dedup.seen(tenant_id, keys)
     # A batch may repeat an id: the first occurrence is kept, the rest are duplicates.
     fresh: list[TraceRequest] = []
-    taken: set[str] = set()
-    for trace_id, trace in zip(ids, traces, strict=True):
-        if trace_id in duplicates or trace_id in taken:
-            duplicates.add(trace_id)
+    taken: dict[str, None] = {}  # keys of fresh, in order
+    for item_key, trace in zip(keys, traces, strict=True):
+        if item_key in duplicates or item_key in taken:
+            duplicates.add(item_key)
             continue
-        taken.add(trace_id)
+        taken[item_key] = None
         fresh.append(trace)
     if fresh:
         settings = request.app[settings_key]
@@ -194,7 +203,7 @@ async def accept(
             log.warning("produce_failed", error=repr(exc), traces=len(fresh))
             raise unavailable("Ingest is temporarily unavailable: the broker did not acknowledge", 2) from exc
         TRACES_ACCEPTED.inc(len(fresh))
-        await dedup.mark(tenant_id, [str(t.get("id")) for t in fresh])
+        await dedup.mark(tenant_id, list(taken))
     TRACES_DUPLICATE.inc(len(duplicates))
     return ids, duplicates
 

@@ -49,10 +49,10 @@ class LiveClient:
     tenant_id: str
     project_id: str | None
     queue: asyncio.Queue[Frames]
-    dropped: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(self, frames: Frames) -> None:
-        if self.dropped.is_set():
+        if self.closed.is_set():
             return
         try:
             self.queue.put_nowait(frames)
@@ -65,9 +65,14 @@ class LiveClient:
         return [f for f in frames if f.get("project_id") == self.project_id]
 
     def drop(self) -> None:
-        if not self.dropped.is_set():
+        """Fell behind: its stream ends."""
+        if not self.closed.is_set():
             LIVE_DROPPED.inc()
-            self.dropped.set()
+            self.closed.set()
+
+    def end(self) -> None:
+        """The gateway stops: its stream ends (the client reconnects elsewhere)."""
+        self.closed.set()
 
 
 class LiveHub:
@@ -110,6 +115,12 @@ class LiveHub:
         if not clients:
             del self._clients[client.tenant_id]
             self._changes.put_nowait(("unsubscribe", client.tenant_id))
+
+    def shutdown(self) -> None:
+        """End every stream (``on_shutdown``: before the server waits for open requests)."""
+        for clients in self._clients.values():
+            for client in clients:
+                client.end()
 
     async def start(self) -> None:
         self._tasks = [
@@ -181,6 +192,12 @@ def _text(value: bytes | str) -> str:
 live_hub_key = web.AppKey("live_hub", LiveHub)
 
 
+async def end_live_streams(app: web.Application) -> None:
+    hub = app.get(live_hub_key)
+    if hub is not None:
+        hub.shutdown()
+
+
 async def live_hub_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     # Its own connections: a subscription blocks its connection, and reads must not time out.
@@ -220,12 +237,12 @@ async def live_traces(request: web.Request) -> web.StreamResponse:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.live_send_buffer_bytes)
         timeout = settings.live_write_timeout_seconds
         await _write(response, b": connected\n\n", timeout)
-        dropped = asyncio.ensure_future(client.dropped.wait())
+        closed = asyncio.ensure_future(client.closed.wait())
         try:
-            while not client.dropped.is_set():
+            while not client.closed.is_set():
                 getter = asyncio.ensure_future(client.queue.get())
                 done, _ = await asyncio.wait(
-                    {getter, dropped}, timeout=settings.live_heartbeat_seconds, return_when=asyncio.FIRST_COMPLETED
+                    {getter, closed}, timeout=settings.live_heartbeat_seconds, return_when=asyncio.FIRST_COMPLETED
                 )
                 if getter not in done:
                     getter.cancel()
@@ -236,7 +253,7 @@ async def live_traces(request: web.Request) -> web.StreamResponse:
                 if frames:
                     await _write(response, b"".join(b"data: " + orjson.dumps(f) + b"\n\n" for f in frames), timeout)
         finally:
-            dropped.cancel()
+            closed.cancel()
     except TimeoutError:
         client.drop()  # the socket took no write for too long: a stalled reader
     except ConnectionError:

@@ -28,6 +28,7 @@ _ERROR_TEXT = {
     402: "Plan upgrade needed or quota exhausted",
     403: "Valid credentials, not allowed (kind, scope, role, tenant, archived project)",
     404: "Not found",
+    406: "Not acceptable: the response type this route serves was not accepted",
     409: "Conflict",
     413: "Body too large",
     415: "Wrong Content-Type",
@@ -74,8 +75,10 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
         "security": _security(spec.access),
         "x-trulayer-limit": spec.limit,
     }
+    binary = {ct: {"schema": {"type": "string", "contentMediaType": ct}} for ct in doc.binary_content_types}
     if doc.request is not None:
-        operation["requestBody"] = {"required": True, "content": {doc.content_type: {"schema": _ref(doc.request)}}}
+        content: dict[str, Any] = {doc.content_type: {"schema": _ref(doc.request)}, **binary}
+        operation["requestBody"] = {"required": True, "content": content}
     params: list[dict[str, Any]] = []
     for name in spec.params:
         schema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 256}
@@ -96,6 +99,8 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
         answer: dict[str, Any] = {"description": "OK" if status < 400 else _ERROR_TEXT.get(status, "Error")}
         if model is not None:
             answer["content"] = {"application/json": {"schema": _ref(model)}}
+            if status < 300:
+                answer["content"].update(binary)
         elif status < 300 and doc.response_media:
             answer["content"] = {media: {"schema": {"type": "string"}} for media in doc.response_media}
         responses[str(status)] = answer

@@ -19,6 +19,9 @@ class GatewaySettings(ServiceSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     max_body_bytes: int = Field(default=5 * 1024 * 1024, description="ingest bodies above this get 413")
+    otlp_max_body_bytes: int = Field(
+        default=20 * 1024 * 1024, description="OTLP bodies above this, compressed or decompressed, get 413"
+    )
     produce_timeout_seconds: float = Field(default=5.0, description="broker ack wait before answering 503")
     # Clients re-send within seconds to minutes; storage dedups by id forever. The memory is
     # ~75 bytes per id for one to two TTLs: at 10,000 traces/s, 600 s is ~0.9-1.8 GB of Redis.
@@ -71,6 +74,15 @@ class GatewaySettings(ServiceSettings):
     live_send_buffer_bytes: int = Field(default=64 * 1024, ge=4096, description="kernel send buffer of a live socket")
     # Ingestion health: outcomes of ingest requests, counted here and flushed to Redis.
     ingest_outcomes_flush_seconds: float = Field(default=5.0, gt=0, le=60)
+    # The SDK surface of the control plane (docs/control-plane.md).
+    control_stream_heartbeat_seconds: float = Field(default=15.0, gt=0, description="SSE comment after this silence")
+    control_stream_write_timeout_seconds: float = Field(default=5.0, gt=0, description="a slower client is dropped")
+    control_stream_max_seconds: float = Field(default=3600.0, gt=0, description="a stream ends (and reconnects) after")
+    control_stream_max: int = Field(default=5000, ge=1, description="open config streams per replica")
+    control_stream_max_per_tenant: int = Field(default=100, ge=1, description="open config streams per tenant")
+    control_signals_push_seconds: float = Field(default=1.0, gt=0, description="live signals pushed at most this often")
+    decision_log_flush_ms: int = Field(default=100, ge=1, description="server decisions are sent to Kafka this often")
+    decision_log_max_pending: int = Field(default=50_000, ge=100, description="server decisions buffered before drops")
 
     # GuardLayer compatibility (POST /api/v1/api-keys creates a tenant without auth).
     guardlayer_compat: bool = False

@@ -18,6 +18,7 @@ from ingest_worker.writers import (
     TableWriter,
     alerts_writer,
     dead_letters_writer,
+    decisions_writer,
     evaluations_writer,
     feedback_writer,
     trace_writer,
@@ -33,12 +34,14 @@ alerts_writer_key = web.AppKey("alerts_writer", TableWriter)
 feedback_writer_key = web.AppKey("feedback_writer", TableWriter)
 evaluations_writer_key = web.AppKey("evaluations_writer", TableWriter)
 dead_letters_writer_key = web.AppKey("dead_letters_writer", TableWriter)
+decisions_writer_key = web.AppKey("decisions_writer", TableWriter)
 WRITERS = (
     ("trace_writer", trace_writer_key, trace_writer),
     ("alerts_writer", alerts_writer_key, alerts_writer),
     ("feedback_writer", feedback_writer_key, feedback_writer),
     ("evaluations_writer", evaluations_writer_key, evaluations_writer),
     ("dead_letters_writer", dead_letters_writer_key, dead_letters_writer),
+    ("decisions_writer", decisions_writer_key, decisions_writer),
 )
 
 

@@ -39,19 +39,18 @@ INSERT_SETTINGS = {
 }
 
 
-def _trace_rows(tenant_id: str, created: str, trace: dict[str, Any], retention_days: int, out: TableRows) -> None:
-    """The trace dict becomes its own row, completed in place (it is ours: just decoded)."""
-    trace_id = trace["id"]
-    project_id = trace["project_id"]
-    started = trace["started_at"]
-    spans = trace.pop("spans", None) or ()
-    events = trace.pop("events", None) or ()
-    prompt = trace.get("prompt_tokens")
-    completion = trace.get("completion_tokens")
-    if prompt is None:
-        prompt = trace["prompt_tokens"] = sum(s.get("prompt_tokens") or 0 for s in spans)
-    if completion is None:
-        completion = trace["completion_tokens"] = sum(s.get("completion_tokens") or 0 for s in spans)
+# OTLP parts (traces marked ``otlp`` by the gateway) are not trace rows: their spans and events
+# are, and the part goes to this pseudo-table, from which the sink derives the trace row out of
+# every span stored for the trace (:mod:`ingest_worker.trace_parts`).
+TRACE_PARTS = "trace_parts"
+
+
+def complete_trace_row(
+    trace: dict[str, Any], tenant_id: str, created: Any, retention_days: int, span_count: int
+) -> dict[str, Any]:
+    """Complete a trace dict (spans and events already taken out) into its row, in place."""
+    prompt = trace.get("prompt_tokens") or 0
+    completion = trace.get("completion_tokens") or 0
     tags = trace.pop("tags", None)
     if tags:
         trace["tag_list" if isinstance(tags, list) else "tag_map"] = tags
@@ -66,9 +65,28 @@ def _trace_rows(tenant_id: str, created: str, trace: dict[str, Any], retention_d
     trace["tenant_id"] = tenant_id
     trace["total_tokens"] = prompt + completion
     trace["created_at"] = created
-    trace["span_count"] = len(spans)
+    trace["span_count"] = span_count
     trace["retention_days"] = retention_days
-    out["traces"].append(trace)
+    return trace
+
+
+def _trace_rows(tenant_id: str, created: str, trace: dict[str, Any], retention_days: int, out: TableRows) -> None:
+    """The trace dict becomes its own row, completed in place (it is ours: just decoded)."""
+    trace_id = trace["id"]
+    project_id = trace["project_id"]
+    started = trace["started_at"]
+    spans = trace.pop("spans", None) or ()
+    events = trace.pop("events", None) or ()
+    if trace.get("prompt_tokens") is None:
+        trace["prompt_tokens"] = sum(s.get("prompt_tokens") or 0 for s in spans)
+    if trace.get("completion_tokens") is None:
+        trace["completion_tokens"] = sum(s.get("completion_tokens") or 0 for s in spans)
+    if "otlp" in trace:
+        # The part keeps its span rows (the same dicts) for the derivation of its trace row.
+        trace.update(tenant_id=tenant_id, created_at=created, retention_days=retention_days, span_rows=spans)
+        out[TRACE_PARTS].append(trace)
+    else:
+        out["traces"].append(complete_trace_row(trace, tenant_id, created, retention_days, len(spans)))
     # The columns a span or event row takes from its trace.
     inherited = {
         "tenant_id": tenant_id,
@@ -105,7 +123,7 @@ def to_rows(envelope: TraceEnvelope, retention_days: int) -> TableRows:
     tenant_id = envelope["tenant_id"]
     created = envelope["received_at"]
     overrides = envelope.get("retention_days") or {}
-    rows: TableRows = {"traces": [], "spans": [], "events": []}
+    rows: TableRows = {"traces": [], "spans": [], "events": [], TRACE_PARTS: []}
     # The decoded dicts are ours: each is completed in place into its row.
     traces = cast(list[dict[str, Any]], envelope["payload"]["traces"])
     try:

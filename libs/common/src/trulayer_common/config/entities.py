@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trulayer_common.config.control_entities import KillSwitch, ModelRoute, Policy, SafeDefault
+
 Plan = Literal["starter", "pro", "enterprise"]
 
 
@@ -163,7 +165,10 @@ class EvalRule(_Entity):
     deleted_at: datetime | None = None
 
 
-Entity = Annotated[Tenant | Project | ApiKey | AlertRule | Webhook | EvalRule, Field(discriminator="kind")]
+Entity = Annotated[
+    Tenant | Project | ApiKey | AlertRule | Webhook | EvalRule | Policy | ModelRoute | KillSwitch | SafeDefault,
+    Field(discriminator="kind"),
+]
 
 
 class ConfigRecord(BaseModel):

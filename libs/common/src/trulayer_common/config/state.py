@@ -1,7 +1,10 @@
-"""In-memory materialisation of the config log: tenants, projects and API keys by hash."""
+"""In-memory materialisation of the config log: tenants, projects and API keys by hash; the
+control entities per tenant in :attr:`ConfigState.control`."""
 
 from __future__ import annotations
 
+from trulayer_common.config.control import ControlConfig
+from trulayer_common.config.control_entities import CONTROL_KINDS, KillSwitch, ModelRoute, Policy, SafeDefault
 from trulayer_common.config.entities import AlertRule, ApiKey, ConfigRecord, EvalRule, Project, Tenant, Webhook
 
 
@@ -16,6 +19,7 @@ class ConfigState:
         self._projects_by_name: dict[tuple[str, str], Project] = {}
         self.alert_rules: dict[str, AlertRule] = {}
         self.webhooks: dict[str, Webhook] = {}
+        self.control = ControlConfig()
         self.eval_rules: dict[str, EvalRule] = {}
         # tenant id → its live eval rules: the eval-engine looks a trace's tenant up here first.
         self._eval_rules_by_tenant: dict[str, dict[str, EvalRule]] = {}
@@ -31,6 +35,7 @@ class ConfigState:
                 self._projects_by_name.pop((old.tenant_id, old.name), None)
             self.projects[entity.id] = entity
             self._projects_by_name[(entity.tenant_id, entity.name)] = entity
+            self.control.touch(entity.tenant_id)  # bundles list the tenant's projects
         elif isinstance(entity, ApiKey):
             old_key = self.api_keys.get(entity.id)
             if old_key is not None and old_key.key_hash != entity.key_hash:
@@ -38,10 +43,13 @@ class ConfigState:
                 self._keys_by_hash.pop(old_key.key_hash, None)
             self.api_keys[entity.id] = entity
             self._keys_by_hash[entity.key_hash] = entity
+            self.control.touch(entity.tenant_id)  # open config streams re-check their key
         elif isinstance(entity, AlertRule | Webhook):
             self._apply_alerting(entity)
         elif isinstance(entity, EvalRule):
             self._apply_eval_rule(entity, deleted=entity.deleted_at is not None)
+        elif isinstance(entity, Policy | ModelRoute | KillSwitch | SafeDefault):
+            self.control.apply(entity, record.at)
         self.records_applied += 1
 
     def delete(self, key: str) -> None:
@@ -65,6 +73,8 @@ class ConfigState:
             key_obj = self.api_keys.pop(entity_id, None)
             if key_obj is not None:
                 self._keys_by_hash.pop(key_obj.key_hash, None)
+        elif kind in CONTROL_KINDS:
+            self.control.delete(kind, entity_id)
 
     def _apply_alerting(self, entity: AlertRule | Webhook) -> None:
         """Soft-deleted rules and webhooks leave the state (their record stays on the log)."""

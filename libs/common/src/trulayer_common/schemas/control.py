@@ -17,7 +17,7 @@ from trulayer_common.config.entities import MIN_COOLDOWN_MINUTES, AlertMetric, A
 from trulayer_common.webhook_signature import MIN_SECRET_CHARS
 
 MAX_WINDOW_SECS = 3600
-WEBHOOK_EVENTS = ("failure.detected", "anomaly.detected")
+WEBHOOK_EVENTS = ("failure.detected", "anomaly.detected", "policy.escalated")
 
 
 class _Request(BaseModel):

@@ -81,7 +81,7 @@ class MetricsQueryRequest(_Request):
 
     startTime: str = Field(description="ISO 8601, inclusive")
     endTime: str = Field(description="ISO 8601, exclusive; after startTime")
-    dataSource: Literal["traces", "modelMetrics", "spans", "evaluations", "feedback"] = Field(
+    dataSource: Literal["traces", "modelMetrics", "spans", "evaluations", "feedback", "configMetrics"] = Field(
         description="modelMetrics is an alias of traces"
     )
     type: Literal[QUERY_TYPES] = "distribution"  # type: ignore[valid-type]

@@ -32,6 +32,8 @@ class ErrorBody(_Response):
     # 402 plan and eval quotas, 400 unknown metric.
     required_plan: str | None = None
     catalog: str | None = Field(default=None, description="unknown metric: where the evaluator catalog is")
+    # 403 error.policy_blocked names the rule that blocked.
+    rule_id: str | None = None
 
 
 class IngestResponse(_Response):

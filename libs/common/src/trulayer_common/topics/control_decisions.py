@@ -3,9 +3,17 @@
 their cached bundle (``POST /v1/control/decisions``, ``source: sdk``). Stored for
 ``dataSource: configMetrics`` of the query API.
 
-Payload: ``{"decisions": [ControlDecision, ≤100]}`` (one request's decisions). Volume follows
-LLM calls, so a decision is a TypedDict (plain dicts, validated by pydantic-core on decode).
-Key: the first decision's id. Consumers are idempotent on each decision's ``id``.
+Payload: ``{"decisions": [ControlDecision, ≤100]}`` (one request's decisions, or a batch the
+gateway gathered). Volume follows LLM calls, so a decision is a TypedDict (plain dicts,
+validated by pydantic-core on decode). Key: the first decision's id. Consumers are idempotent
+on each decision's ``id``.
+
+Added within version 1: ``action`` (what the deciding rule does: ``kill_switch``, ``block``,
+``fallback_model``, ``route_pct``, ``retry``, ``escalate``, ``log_only``, ``deny``,
+``primary_only``), ``retry_depth``, ``cascade_depth``, ``would_decision`` and
+``would_target_model`` (dry runs). Header :data:`ESCALATE_HEADER` (``b"1"``) marks records
+holding at least one escalation, so the alerter (which fires ``policy.escalated``) skips the
+others without decoding them.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from trulayer_common.topics.envelope import Envelope, UtcDatetime, decode_envelo
 TOPIC = CONTROL_DECISIONS
 SCHEMA_VERSION = 1
 MAX_DECISIONS = 100
+ESCALATE_HEADER = "x-trulayer-escalate"
 _RECORD = ConfigDict(extra="ignore")
 
 
@@ -46,6 +55,11 @@ class ControlDecision(TypedDict):
     loadbalance_target_attempt_count: NotRequired[Annotated[int, Field(ge=0)] | None]
     metadata: NotRequired[dict[str, Any]]
     request_id: NotRequired[str | None]
+    action: NotRequired[str | None]
+    retry_depth: NotRequired[Annotated[int, Field(ge=0)]]
+    cascade_depth: NotRequired[Annotated[int, Field(ge=0)]]
+    would_decision: NotRequired[str | None]
+    would_target_model: NotRequired[str | None]
 
 
 @with_config(_RECORD)
@@ -58,6 +72,19 @@ DecisionEnvelope = Envelope[DecisionBatch]
 
 def key(decisions: list[ControlDecision]) -> bytes:
     return decisions[0]["id"].encode()
+
+
+def is_escalation(decision: ControlDecision) -> bool:
+    return decision.get("action") == "escalate" and not decision.get("dry_run", False)
+
+
+def headers(decisions: list[ControlDecision]) -> list[tuple[str, bytes]]:
+    """The record's headers: :data:`ESCALATE_HEADER` when any decision escalates."""
+    return [(ESCALATE_HEADER, b"1")] if any(is_escalation(d) for d in decisions) else []
+
+
+def escalates(record_headers: list[tuple[str, bytes]] | None) -> bool:
+    return any(name == ESCALATE_HEADER and value == b"1" for name, value in record_headers or ())
 
 
 def encode(

@@ -18,6 +18,7 @@ record itself; :func:`points_of` gives the same summary from a decoded record.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NotRequired, Required, cast
 
@@ -69,6 +70,16 @@ class EventRecord(TypedDict, total=False):
 
 
 @with_config(_RECORD)
+class OtlpPart(TypedDict):
+    """Marks a trace that is one OTLP export's part of an OpenTelemetry trace (added within
+    version 1; absent on every other trace). The worker stores the part's spans and events and
+    derives the trace row from all the spans stored for the trace (``docs/otlp.md``); the part's
+    own trace fields describe the part only. ``root``: the part holds the trace's root span."""
+
+    root: bool
+
+
+@with_config(_RECORD)
 class TraceRecord(TypedDict, total=False):
     id: Required[str]
     project_id: Required[str]
@@ -89,6 +100,7 @@ class TraceRecord(TypedDict, total=False):
     ended_at: Timestamp | None
     spans: list[SpanRecord]
     events: list[EventRecord]
+    otlp: OtlpPart
 
 
 @with_config(_RECORD)
@@ -257,11 +269,21 @@ def _epoch(value: datetime) -> float:
     return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
 
 
+def counted(trace: Mapping[str, Any]) -> bool:
+    """Whether a trace counts in the alerter's windows: every trace, except the OTLP parts that
+    do not hold their trace's root span (a trace counts once, with the part holding its root)."""
+    part = trace.get("otlp")
+    return part is None or bool(part.get("root"))
+
+
 def encode_points(tenant_id: str, received_at: datetime, traces: list[TraceRequest]) -> bytes:
-    """The :data:`POINTS_HEADER` value for completed traces (project and started_at set)."""
+    """The :data:`POINTS_HEADER` value for completed traces (project and started_at set);
+    only :func:`counted` traces have a point."""
     received = _epoch(received_at)
     groups: dict[str, list[list[Any]]] = {}
     for trace in traces:
+        if not counted(trace):
+            continue
         started = trace.get("started_at")
         event_ts = received if started is None else min(_epoch(started), received)
         is_error = 1 if trace.get("error") else 0
@@ -322,6 +344,8 @@ def points_of(envelope: TraceEnvelope) -> Points:
         raise InvalidRecordError(f"not a trace envelope: received_at {envelope['received_at']!r} is not a time")
     groups: dict[str, list[Point]] = {}
     for trace in envelope["payload"]["traces"]:
+        if not counted(trace):
+            continue
         started = _epoch_text(trace["started_at"])
         event_ts = received if started is None else min(started, received)
         model = trace.get("model")

@@ -177,6 +177,27 @@ FEEDBACK = DataSource(
     ),
 )
 
+CONFIG_METRICS = DataSource(
+    name="configMetrics",
+    table="control_decisions",
+    time="decided_at",
+    metadata="metadata",
+    description="one row per decision of the control plane (server or SDK); its time is decided_at",
+    fields=_fields(
+        Field("requestedModel", "requested_model", "string", empty_is_null=True),
+        Field("targetModel", "target_model", "string", empty_is_null=True),
+        Field("loadbalanceRuleId", "loadbalance_rule_id", "id", empty_is_null=True),
+        Field("ratelimitRuleId", "ratelimit_rule_id", "id", empty_is_null=True),
+        Field("budgetRuleId", "budget_rule_id", "id", empty_is_null=True),
+        Field("loadbalanceTargetAttemptCount", "loadbalance_target_attempt_count", "integer"),
+        Field("configType", "config_type", "string", empty_is_null=True),
+        Field("status", "status", "string"),
+        Field("projectId", "project_id", "id"),
+    ),
+)
+
 SOURCES: Mapping[str, DataSource] = {
-    name: source for source in (TRACES, SPANS, EVALUATIONS, FEEDBACK) for name in (source.name, *source.aliases)
+    name: source
+    for source in (TRACES, SPANS, EVALUATIONS, FEEDBACK, CONFIG_METRICS)
+    for name in (source.name, *source.aliases)
 }

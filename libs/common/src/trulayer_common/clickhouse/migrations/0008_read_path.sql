@@ -83,29 +83,29 @@ CREATE TABLE IF NOT EXISTS {db}.trace_rollup_minute
     failure_type          LowCardinality(String),
     received_date         Date,
     retention_days        UInt16,
-    traces                SimpleAggregateFunction(sum, UInt64),
-    latency_count         SimpleAggregateFunction(sum, UInt64),
+    traces                SimpleAggregateFunction(sum, Int64),
+    latency_count         SimpleAggregateFunction(sum, Int64),
     latency_sum           SimpleAggregateFunction(sum, Int128),
     latency_min           SimpleAggregateFunction(min, Nullable(Float64)),
     latency_max           SimpleAggregateFunction(max, Nullable(Float64)),
-    latency_bins          SimpleAggregateFunction(sumMap, Map(Int32, UInt64)),
-    cost_count            SimpleAggregateFunction(sum, UInt64),
+    latency_bins          SimpleAggregateFunction(sumMap, Map(Int32, Int64)),
+    cost_count            SimpleAggregateFunction(sum, Int64),
     cost_sum              SimpleAggregateFunction(sum, Int128),
     cost_min              SimpleAggregateFunction(min, Nullable(Float64)),
     cost_max              SimpleAggregateFunction(max, Nullable(Float64)),
-    cost_bins             SimpleAggregateFunction(sumMap, Map(Int32, UInt64)),
+    cost_bins             SimpleAggregateFunction(sumMap, Map(Int32, Int64)),
     prompt_tokens_sum     SimpleAggregateFunction(sum, Int128),
     prompt_tokens_min     SimpleAggregateFunction(min, Nullable(Float64)),
     prompt_tokens_max     SimpleAggregateFunction(max, Nullable(Float64)),
-    prompt_tokens_bins    SimpleAggregateFunction(sumMap, Map(Int32, UInt64)),
+    prompt_tokens_bins    SimpleAggregateFunction(sumMap, Map(Int32, Int64)),
     completion_tokens_sum SimpleAggregateFunction(sum, Int128),
     completion_tokens_min SimpleAggregateFunction(min, Nullable(Float64)),
     completion_tokens_max SimpleAggregateFunction(max, Nullable(Float64)),
-    completion_tokens_bins SimpleAggregateFunction(sumMap, Map(Int32, UInt64)),
+    completion_tokens_bins SimpleAggregateFunction(sumMap, Map(Int32, Int64)),
     total_tokens_sum      SimpleAggregateFunction(sum, Int128),
     total_tokens_min      SimpleAggregateFunction(min, Nullable(Float64)),
     total_tokens_max      SimpleAggregateFunction(max, Nullable(Float64)),
-    total_tokens_bins     SimpleAggregateFunction(sumMap, Map(Int32, UInt64))
+    total_tokens_bins     SimpleAggregateFunction(sumMap, Map(Int32, Int64))
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(received_date)
@@ -137,29 +137,29 @@ CREATE TABLE IF NOT EXISTS {db}.trace_metadata_rollup_minute
     meta_value            String,
     received_date         Date,
     retention_days        UInt16,
-    traces                SimpleAggregateFunction(sum, UInt64),
-    latency_count         SimpleAggregateFunction(sum, UInt64),
+    traces                SimpleAggregateFunction(sum, Int64),
+    latency_count         SimpleAggregateFunction(sum, Int64),
     latency_sum           SimpleAggregateFunction(sum, Int128),
     latency_min           SimpleAggregateFunction(min, Nullable(Float64)),
     latency_max           SimpleAggregateFunction(max, Nullable(Float64)),
-    latency_bins          SimpleAggregateFunction(sumMap, Map(Int32, UInt64)),
-    cost_count            SimpleAggregateFunction(sum, UInt64),
+    latency_bins          SimpleAggregateFunction(sumMap, Map(Int32, Int64)),
+    cost_count            SimpleAggregateFunction(sum, Int64),
     cost_sum              SimpleAggregateFunction(sum, Int128),
     cost_min              SimpleAggregateFunction(min, Nullable(Float64)),
     cost_max              SimpleAggregateFunction(max, Nullable(Float64)),
-    cost_bins             SimpleAggregateFunction(sumMap, Map(Int32, UInt64)),
+    cost_bins             SimpleAggregateFunction(sumMap, Map(Int32, Int64)),
     prompt_tokens_sum     SimpleAggregateFunction(sum, Int128),
     prompt_tokens_min     SimpleAggregateFunction(min, Nullable(Float64)),
     prompt_tokens_max     SimpleAggregateFunction(max, Nullable(Float64)),
-    prompt_tokens_bins    SimpleAggregateFunction(sumMap, Map(Int32, UInt64)),
+    prompt_tokens_bins    SimpleAggregateFunction(sumMap, Map(Int32, Int64)),
     completion_tokens_sum SimpleAggregateFunction(sum, Int128),
     completion_tokens_min SimpleAggregateFunction(min, Nullable(Float64)),
     completion_tokens_max SimpleAggregateFunction(max, Nullable(Float64)),
-    completion_tokens_bins SimpleAggregateFunction(sumMap, Map(Int32, UInt64)),
+    completion_tokens_bins SimpleAggregateFunction(sumMap, Map(Int32, Int64)),
     total_tokens_sum      SimpleAggregateFunction(sum, Int128),
     total_tokens_min      SimpleAggregateFunction(min, Nullable(Float64)),
     total_tokens_max      SimpleAggregateFunction(max, Nullable(Float64)),
-    total_tokens_bins     SimpleAggregateFunction(sumMap, Map(Int32, UInt64))
+    total_tokens_bins     SimpleAggregateFunction(sumMap, Map(Int32, Int64))
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(received_date)
@@ -264,6 +264,93 @@ SELECT
     sum(total_tokens_sum) AS total_tokens_sum, min(total_tokens_min) AS total_tokens_min,
     max(total_tokens_max) AS total_tokens_max, sumMap(total_tokens_bins) AS total_tokens_bins
 FROM {db}.trace_metadata_rollup_minute
+GROUP BY tenant_id, meta_key, bucket, project_id, model, status, failure_type, meta_value, received_date, retention_days;
+
+
+-- Superseded versions of a trace (the ingest-worker writes the stored version here before it
+-- inserts a newer one: OTLP traces assembled from several exports). A Null table: nothing is
+-- stored, the views below subtract the version from the rollups (min and max cannot be).
+CREATE TABLE IF NOT EXISTS {db}.trace_rollup_retractions
+(
+    tenant_id         LowCardinality(String),
+    project_id        LowCardinality(String),
+    id                String,
+    model             LowCardinality(String),
+    status            LowCardinality(String),
+    failure_type      LowCardinality(String),
+    metadata          String,
+    started_at        DateTime64(3, 'UTC'),
+    created_at        DateTime64(3, 'UTC'),
+    retention_days    UInt16,
+    latency_ms        Nullable(Float64),
+    cost              Nullable(Float64),
+    prompt_tokens     UInt64,
+    completion_tokens UInt64,
+    total_tokens      UInt64
+)
+ENGINE = Null;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.trace_rollup_retraction_mv TO {db}.trace_rollup_minute AS
+SELECT
+    tenant_id, toStartOfMinute(started_at) AS bucket, project_id, model, status, failure_type,
+    toDate(created_at) AS received_date, retention_days,
+    -toInt64(count()) AS traces,
+    -toInt64(count(latency_ms)) AS latency_count,
+    -sum(toInt128(round(ifNull(latency_ms, 0) * 1000000000))) AS latency_sum,
+    CAST(NULL AS Nullable(Float64)) AS latency_min,
+    CAST(NULL AS Nullable(Float64)) AS latency_max,
+    mapApply((k, v) -> (k, -v), CAST(sumMap(if(latency_ms IS NULL, CAST(map(), 'Map(Int32, UInt64)'), map(if(assumeNotNull(latency_ms) > 0, toInt32(ceil(log(assumeNotNull(latency_ms)) / log(1.01 / 0.99))), toInt32(-2147483648)), toUInt64(1)))) AS Map(Int32, Int64))) AS latency_bins,
+    -toInt64(count(cost)) AS cost_count,
+    -sum(toInt128(round(ifNull(cost, 0) * 1000000000))) AS cost_sum,
+    CAST(NULL AS Nullable(Float64)) AS cost_min,
+    CAST(NULL AS Nullable(Float64)) AS cost_max,
+    mapApply((k, v) -> (k, -v), CAST(sumMap(if(cost IS NULL, CAST(map(), 'Map(Int32, UInt64)'), map(if(assumeNotNull(cost) > 0, toInt32(ceil(log(assumeNotNull(cost)) / log(1.01 / 0.99))), toInt32(-2147483648)), toUInt64(1)))) AS Map(Int32, Int64))) AS cost_bins,
+    -sum(toInt128(prompt_tokens) * 1000000000) AS prompt_tokens_sum,
+    CAST(NULL AS Nullable(Float64)) AS prompt_tokens_min,
+    CAST(NULL AS Nullable(Float64)) AS prompt_tokens_max,
+    mapApply((k, v) -> (k, -v), CAST(sumMap(map(if(prompt_tokens > 0, toInt32(ceil(log(toFloat64(prompt_tokens)) / log(1.01 / 0.99))), toInt32(-2147483648)), toUInt64(1))) AS Map(Int32, Int64))) AS prompt_tokens_bins,
+    -sum(toInt128(completion_tokens) * 1000000000) AS completion_tokens_sum,
+    CAST(NULL AS Nullable(Float64)) AS completion_tokens_min,
+    CAST(NULL AS Nullable(Float64)) AS completion_tokens_max,
+    mapApply((k, v) -> (k, -v), CAST(sumMap(map(if(completion_tokens > 0, toInt32(ceil(log(toFloat64(completion_tokens)) / log(1.01 / 0.99))), toInt32(-2147483648)), toUInt64(1))) AS Map(Int32, Int64))) AS completion_tokens_bins,
+    -sum(toInt128(total_tokens) * 1000000000) AS total_tokens_sum,
+    CAST(NULL AS Nullable(Float64)) AS total_tokens_min,
+    CAST(NULL AS Nullable(Float64)) AS total_tokens_max,
+    mapApply((k, v) -> (k, -v), CAST(sumMap(map(if(total_tokens > 0, toInt32(ceil(log(toFloat64(total_tokens)) / log(1.01 / 0.99))), toInt32(-2147483648)), toUInt64(1))) AS Map(Int32, Int64))) AS total_tokens_bins
+FROM {db}.trace_rollup_retractions
+GROUP BY tenant_id, bucket, project_id, model, status, failure_type, received_date, retention_days;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.trace_metadata_rollup_retraction_mv TO {db}.trace_metadata_rollup_minute AS
+SELECT
+    tenant_id, entry.1 AS meta_key, toStartOfMinute(started_at) AS bucket, project_id, model, status, failure_type,
+    if(startsWith(entry.2, '"'), JSONExtractString(entry.2), entry.2) AS meta_value,
+    toDate(created_at) AS received_date, retention_days,
+    -toInt64(count()) AS traces,
+    -toInt64(count(latency_ms)) AS latency_count,
+    -sum(toInt128(round(ifNull(latency_ms, 0) * 1000000000))) AS latency_sum,
+    CAST(NULL AS Nullable(Float64)) AS latency_min,
+    CAST(NULL AS Nullable(Float64)) AS latency_max,
+    mapApply((k, v) -> (k, -v), CAST(sumMap(if(latency_ms IS NULL, CAST(map(), 'Map(Int32, UInt64)'), map(if(assumeNotNull(latency_ms) > 0, toInt32(ceil(log(assumeNotNull(latency_ms)) / log(1.01 / 0.99))), toInt32(-2147483648)), toUInt64(1)))) AS Map(Int32, Int64))) AS latency_bins,
+    -toInt64(count(cost)) AS cost_count,
+    -sum(toInt128(round(ifNull(cost, 0) * 1000000000))) AS cost_sum,
+    CAST(NULL AS Nullable(Float64)) AS cost_min,
+    CAST(NULL AS Nullable(Float64)) AS cost_max,
+    mapApply((k, v) -> (k, -v), CAST(sumMap(if(cost IS NULL, CAST(map(), 'Map(Int32, UInt64)'), map(if(assumeNotNull(cost) > 0, toInt32(ceil(log(assumeNotNull(cost)) / log(1.01 / 0.99))), toInt32(-2147483648)), toUInt64(1)))) AS Map(Int32, Int64))) AS cost_bins,
+    -sum(toInt128(prompt_tokens) * 1000000000) AS prompt_tokens_sum,
+    CAST(NULL AS Nullable(Float64)) AS prompt_tokens_min,
+    CAST(NULL AS Nullable(Float64)) AS prompt_tokens_max,
+    mapApply((k, v) -> (k, -v), CAST(sumMap(map(if(prompt_tokens > 0, toInt32(ceil(log(toFloat64(prompt_tokens)) / log(1.01 / 0.99))), toInt32(-2147483648)), toUInt64(1))) AS Map(Int32, Int64))) AS prompt_tokens_bins,
+    -sum(toInt128(completion_tokens) * 1000000000) AS completion_tokens_sum,
+    CAST(NULL AS Nullable(Float64)) AS completion_tokens_min,
+    CAST(NULL AS Nullable(Float64)) AS completion_tokens_max,
+    mapApply((k, v) -> (k, -v), CAST(sumMap(map(if(completion_tokens > 0, toInt32(ceil(log(toFloat64(completion_tokens)) / log(1.01 / 0.99))), toInt32(-2147483648)), toUInt64(1))) AS Map(Int32, Int64))) AS completion_tokens_bins,
+    -sum(toInt128(total_tokens) * 1000000000) AS total_tokens_sum,
+    CAST(NULL AS Nullable(Float64)) AS total_tokens_min,
+    CAST(NULL AS Nullable(Float64)) AS total_tokens_max,
+    mapApply((k, v) -> (k, -v), CAST(sumMap(map(if(total_tokens > 0, toInt32(ceil(log(toFloat64(total_tokens)) / log(1.01 / 0.99))), toInt32(-2147483648)), toUInt64(1))) AS Map(Int32, Int64))) AS total_tokens_bins
+FROM {db}.trace_rollup_retractions
+ARRAY JOIN arrayFilter(kv -> kv.2 != 'null', JSONExtractKeysAndValuesRaw(metadata)) AS entry
+WHERE entry.1 IN (SELECT meta_key FROM {db}.metadata_rollup_keys)
 GROUP BY tenant_id, meta_key, bucket, project_id, model, status, failure_type, meta_value, received_date, retention_days;
 
 REFILL VIEW {db}.trace_rollup_minute_mv;
