@@ -29,6 +29,7 @@ Kafka +92/+93, Redis +79).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -78,8 +79,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def ms(values: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(percentile(values, 0.5) * 1000, 1), "p95_ms": round(percentile(values, 0.95) * 1000, 1),
-            "p99_ms": round(percentile(values, 0.99) * 1000, 1), "n": len(values)}
+    return {
+        "p50_ms": round(percentile(values, 0.5) * 1000, 1),
+        "p95_ms": round(percentile(values, 0.95) * 1000, 1),
+        "p99_ms": round(percentile(values, 0.99) * 1000, 1),
+        "n": len(values),
+    }
 
 
 class Stack:
@@ -88,16 +93,19 @@ class Stack:
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
 
-    async def start(self) -> None:
+    def launch(self) -> subprocess.Popen[bytes]:
         DATA.mkdir(parents=True, exist_ok=True)
         log = (DATA / "stack.log").open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603
+        return subprocess.Popen(
             [str(REPO / ".venv" / "bin" / "trulayer-local"), "up"],
             env={**os.environ, **STACK_ENV},
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
+
+    async def start(self) -> None:
+        self.proc = self.launch()
         deadline = time.monotonic() + 300
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline:
@@ -142,9 +150,20 @@ async def prepare(stack: Stack) -> dict[str, Any]:
         project = tenant["project_id"]
         print(f"[set-up] filling {TRACES:,} traces with INSERT … SELECT (a few minutes) ...", flush=True)
         started = time.monotonic()
-        subprocess.run(  # noqa: S603
-            [sys.executable, str(REPO / "bench" / "read_fill.py"), "--data-dir", str(DATA), "--tenant",
-             tenant["tenant_id"], "--projects", f"{project},{project}-b,{project}-c", "--traces", str(TRACES)],
+        await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                str(REPO / "bench" / "read_fill.py"),
+                "--data-dir",
+                str(DATA),
+                "--tenant",
+                tenant["tenant_id"],
+                "--projects",
+                f"{project},{project}-b,{project}-c",
+                "--traces",
+                str(TRACES),
+            ],
             check=True,
             cwd=REPO,
         )
@@ -161,16 +180,38 @@ def now_iso(delta: timedelta = timedelta(0)) -> str:
 def query_body(kind: str) -> dict[str, Any]:
     week = {"startTime": now_iso(-timedelta(days=7)), "endTime": now_iso(), "dataSource": "traces"}
     if kind == "distribution":
-        return {**week, "type": "distribution", "groupBy": ["modelName"],
-                "aggregations": [{"type": "count", "column": "latencyMs"}, {"type": "p50", "column": "latencyMs"},
-                                 {"type": "p99", "column": "latencyMs"}, {"type": "sum", "column": "costInUSD"}]}
+        return {
+            **week,
+            "type": "distribution",
+            "groupBy": ["modelName"],
+            "aggregations": [
+                {"type": "count", "column": "latencyMs"},
+                {"type": "p50", "column": "latencyMs"},
+                {"type": "p99", "column": "latencyMs"},
+                {"type": "sum", "column": "costInUSD"},
+            ],
+        }
     if kind == "timeseries":
-        return {**week, "type": "timeseries", "interval": "1 hour",
-                "aggregations": [{"type": "p95", "column": "latencyMs"}, {"type": "sum", "column": "costInUSD"},
-                                 {"type": "rateSum", "column": "totalTokens"}]}
-    return {**week, "type": "distribution", "groupBy": ["metadata.team"],
-            "aggregations": [{"type": "sum", "column": "costInUSD"}, {"type": "avg", "column": "latencyMs"},
-                             {"type": "p95", "column": "latencyMs"}]}
+        return {
+            **week,
+            "type": "timeseries",
+            "interval": "1 hour",
+            "aggregations": [
+                {"type": "p95", "column": "latencyMs"},
+                {"type": "sum", "column": "costInUSD"},
+                {"type": "rateSum", "column": "totalTokens"},
+            ],
+        }
+    return {
+        **week,
+        "type": "distribution",
+        "groupBy": ["metadata.team"],
+        "aggregations": [
+            {"type": "sum", "column": "costInUSD"},
+            {"type": "avg", "column": "latencyMs"},
+            {"type": "p95", "column": "latencyMs"},
+        ],
+    }
 
 
 Read = Callable[[], Awaitable[int]]
@@ -237,8 +278,11 @@ async def read_phase(calls: dict[str, Read]) -> dict[str, Any]:
             times.append(elapsed)
             statuses.append(status)
         out[name] = {**ms(times), "non_200": sum(1 for s in statuses if s != 200)}
-        print(f"      {name:42s} p50 {out[name]['p50_ms']:7.1f} ms   p95 {out[name]['p95_ms']:7.1f} ms"
-              f"   (non-200: {out[name]['non_200']})", flush=True)
+        print(
+            f"      {name:42s} p50 {out[name]['p50_ms']:7.1f} ms   p95 {out[name]['p95_ms']:7.1f} ms"
+            f"   (non-200: {out[name]['non_200']})",
+            flush=True,
+        )
     return out
 
 
@@ -259,7 +303,7 @@ async def mixed_phase(run: Any, calls: dict[str, Read]) -> dict[str, Any]:
 
     async def reader(i: int) -> None:
         nonlocal refused
-        names = HEAVIEST[i % len(HEAVIEST):] + HEAVIEST[: i % len(HEAVIEST)]
+        names = HEAVIEST[i % len(HEAVIEST) :] + HEAVIEST[: i % len(HEAVIEST)]
         while not stop.is_set():
             for name in names:
                 elapsed, status = await timed(calls[name])
@@ -282,23 +326,30 @@ async def mixed_phase(run: Any, calls: dict[str, Read]) -> dict[str, Any]:
         "read_latency": ms(read_times),
         "ingest_to_queryable": ms(latencies),
     }
-    print(f"      with {READERS} readers: {mixed:,.0f} traces/s accepted = {result['ratio']:.0%} of alone; "
-          f"{result['reads_per_s']} reads/s (p50 {result['read_latency']['p50_ms']} ms, "
-          f"p95 {result['read_latency']['p95_ms']} ms, non-200 {refused}); ingest->queryable "
-          f"p50 {result['ingest_to_queryable']['p50_ms']} ms p99 {result['ingest_to_queryable']['p99_ms']} ms",
-          flush=True)
+    print(
+        f"      with {READERS} readers: {mixed:,.0f} traces/s accepted = {result['ratio']:.0%} of alone; "
+        f"{result['reads_per_s']} reads/s (p50 {result['read_latency']['p50_ms']} ms, "
+        f"p95 {result['read_latency']['p95_ms']} ms, non-200 {refused}); ingest->queryable "
+        f"p50 {result['ingest_to_queryable']['p50_ms']} ms p99 {result['ingest_to_queryable']['p99_ms']} ms",
+        flush=True,
+    )
     return result
 
 
-async def live_phase(run: Any, http: aiohttp.ClientSession, headers: dict[str, str],
-                     calls: dict[str, Read]) -> dict[str, Any]:
+async def live_phase(
+    run: Any, http: aiohttp.ClientSession, headers: dict[str, str], calls: dict[str, Read]
+) -> dict[str, Any]:
     arrived: dict[str, float] = {}
+    waiting: dict[str, asyncio.Event] = {}
     resp = await http.get(f"{GATEWAY}/v1/traces/live", headers=headers, timeout=aiohttp.ClientTimeout())
 
     async def listen() -> None:
         async for raw in resp.content:
             if raw.startswith(b"data: "):
-                arrived.setdefault(orjson.loads(raw[6:])["trace_id"], time.monotonic())
+                trace_id = orjson.loads(raw[6:])["trace_id"]
+                arrived.setdefault(trace_id, time.monotonic())
+                if trace_id in waiting:
+                    waiting[trace_id].set()
 
     listener = asyncio.create_task(listen())
     await asyncio.sleep(2)  # the workers see the listener (1 s cache)
@@ -308,8 +359,10 @@ async def live_phase(run: Any, http: aiohttp.ClientSession, headers: dict[str, s
     live_missing = 0
 
     async def queries() -> None:
-        names = {"distribution": "query API: distribution by model (7 d)",
-                 "timeseries": "query API: timeseries by hour (7 d)"}
+        names = {
+            "distribution": "query API: distribution by model (7 d)",
+            "timeseries": "query API: timeseries by hour (7 d)",
+        }
         while not stop.is_set():
             for kind, name in names.items():
                 elapsed, _ = await timed(calls[name])
@@ -323,6 +376,7 @@ async def live_phase(run: Any, http: aiohttp.ClientSession, headers: dict[str, s
         while not stop.is_set():
             trace_id = f"live-{run.run_id}-{i}"
             i += 1
+            waiting[trace_id] = asyncio.Event()
             body = orjson.dumps(ingest_bench.make_trace("bench-live", trace_id, i))
             async with http.post(f"{GATEWAY}/v1/ingest", data=body, headers=json_headers) as answer:
                 await answer.read()
@@ -330,9 +384,8 @@ async def live_phase(run: Any, http: aiohttp.ClientSession, headers: dict[str, s
                     await asyncio.sleep(0.2)
                     continue
             acked = time.monotonic()
-            deadline = acked + 10
-            while trace_id not in arrived and time.monotonic() < deadline:
-                await asyncio.sleep(0.002)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiting[trace_id].wait(), 10)
             if trace_id in arrived:
                 live.append(arrived[trace_id] - acked)
             else:
@@ -352,11 +405,14 @@ async def live_phase(run: Any, http: aiohttp.ClientSession, headers: dict[str, s
         "live_tail_2xx_to_frame": ms(live),
         "live_probes_without_frame": live_missing,
     }
-    print(f"      under {rate:,.0f} traces/s: distribution p50 {result['distribution_by_model']['p50_ms']} / "
-          f"p95 {result['distribution_by_model']['p95_ms']} ms; timeseries p50 "
-          f"{result['timeseries_by_hour_7d']['p50_ms']} / p95 {result['timeseries_by_hour_7d']['p95_ms']} ms; "
-          f"live tail p50 {result['live_tail_2xx_to_frame']['p50_ms']} / p99 "
-          f"{result['live_tail_2xx_to_frame']['p99_ms']} ms (missing {live_missing})", flush=True)
+    print(
+        f"      under {rate:,.0f} traces/s: distribution p50 {result['distribution_by_model']['p50_ms']} / "
+        f"p95 {result['distribution_by_model']['p95_ms']} ms; timeseries p50 "
+        f"{result['timeseries_by_hour_7d']['p50_ms']} / p95 {result['timeseries_by_hour_7d']['p95_ms']} ms; "
+        f"live tail p50 {result['live_tail_2xx_to_frame']['p50_ms']} / p99 "
+        f"{result['live_tail_2xx_to_frame']['p99_ms']} ms (missing {live_missing})",
+        flush=True,
+    )
     return result
 
 
@@ -374,20 +430,33 @@ async def export_phase(stack: Stack, http: aiohttp.ClientSession, headers: dict[
     started = time.monotonic()
     rows = 0
     size = 0
-    async with http.get(f"{GATEWAY}/v1/traces/export", params={"format": "jsonl", "limit": str(EXPORT_ROWS)},
-                        headers=headers, timeout=aiohttp.ClientTimeout()) as resp:
+    async with http.get(
+        f"{GATEWAY}/v1/traces/export",
+        params={"format": "jsonl", "limit": str(EXPORT_ROWS)},
+        headers=headers,
+        timeout=aiohttp.ClientTimeout(),
+    ) as resp:
         async for chunk in resp.content.iter_chunked(1 << 20):
             rows += chunk.count(b"\n")
             size += len(chunk)
     elapsed = time.monotonic() - started
     done.set()
     await sampler
-    result = {"rows": rows, "mib": round(size / 2**20), "seconds": round(elapsed, 1),
-              "rows_per_s": round(rows / elapsed), "rss_before_mib": round(before),
-              "rss_peak_mib": round(max(samples)), "rss_after_mib": round(stack.rss_mib())}
-    print(f"      {rows:,} rows ({result['mib']} MiB) in {elapsed:.0f} s = {result['rows_per_s']:,} rows/s; "
-          f"stack RSS {result['rss_before_mib']} MiB before, peak {result['rss_peak_mib']} MiB, "
-          f"{result['rss_after_mib']} MiB after", flush=True)
+    result = {
+        "rows": rows,
+        "mib": round(size / 2**20),
+        "seconds": round(elapsed, 1),
+        "rows_per_s": round(rows / elapsed),
+        "rss_before_mib": round(before),
+        "rss_peak_mib": round(max(samples)),
+        "rss_after_mib": round(stack.rss_mib()),
+    }
+    print(
+        f"      {rows:,} rows ({result['mib']} MiB) in {elapsed:.0f} s = {result['rows_per_s']:,} rows/s; "
+        f"stack RSS {result['rss_before_mib']} MiB before, peak {result['rss_peak_mib']} MiB, "
+        f"{result['rss_after_mib']} MiB after",
+        flush=True,
+    )
     return result
 
 
@@ -397,8 +466,11 @@ async def main() -> None:
         tenant = await prepare(stack)
         headers = {"Authorization": f"Bearer {tenant['api_key']}"}
         load = os.getloadavg()
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {load[0]:.1f} "
-              f"(1 min) before the run; {TRACES:,} traces; stack {GATEWAY}", flush=True)
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {load[0]:.1f} "
+            f"(1 min) before the run; {TRACES:,} traces; stack {GATEWAY}",
+            flush=True,
+        )
         connector = aiohttp.TCPConnector(limit=64)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as http:
             calls = reads(http, headers)
@@ -408,8 +480,10 @@ async def main() -> None:
                 print(f"[1/4] reads, {ROUNDS} rounds each, idle stack:", flush=True)
                 results["reads"] = await read_phase(calls)
             if "mixed" in PHASES:
-                print(f"[2/4] warm-up {WARMUP_SECONDS:.0f} s of batch ingest, then mixed ({MIXED_SECONDS:.0f} s each):",
-                      flush=True)
+                print(
+                    f"[2/4] warm-up {WARMUP_SECONDS:.0f} s of batch ingest, then mixed ({MIXED_SECONDS:.0f} s each):",
+                    flush=True,
+                )
                 await batch_load(run, WARMUP_SECONDS, f"bench-warmup-{run.run_id}")
                 results["mixed"] = await mixed_phase(run, calls)
             if "live" in PHASES:

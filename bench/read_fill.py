@@ -25,9 +25,27 @@ from trulayer_common.clickhouse import apply_migrations, create_clickhouse
 from trulayer_common.logging import configure_logging
 
 SPAN_DAYS = 7
-MODELS = "['gpt-4o','gpt-4o','gpt-4o','gpt-4o-mini','gpt-4o-mini','claude-3-5-sonnet','claude-3-5-sonnet','llama-3-70b','gemini-1.5-pro','mistral-large']"
-ERRORS = "['Request timed out after 30s','429 Too Many Requests','could not parse JSON output','maximum context length exceeded']"
-FAILURES = "['timeout','rate_limit','invalid_response','context_length']"
+
+
+def _array(*items: str) -> str:
+    return "[" + ",".join(f"'{item}'" for item in items) + "]"
+
+
+MODELS = _array(
+    *("gpt-4o",) * 3,
+    *("gpt-4o-mini",) * 2,
+    *("claude-3-5-sonnet",) * 2,
+    "llama-3-70b",
+    "gemini-1.5-pro",
+    "mistral-large",
+)
+ERRORS = _array(
+    "Request timed out after 30s",
+    "429 Too Many Requests",
+    "could not parse JSON output",
+    "maximum context length exceeded",
+)
+FAILURES = _array("timeout", "rate_limit", "invalid_response", "context_length")
 
 TRACES = f"""
 INSERT INTO {{db}}.traces (tenant_id, project_id, id, session_id, external_id, name, input, output, model,
@@ -70,8 +88,15 @@ async def fill(data_dir: Path, tenant: str, projects: list[str], traces: int) ->
     try:
         await apply_migrations(ch)
         db = ch.database
-        for table in ("traces", "spans", "events", "trace_rollup_minute", "trace_rollup_hour",
-                      "trace_metadata_rollup_hour", "ingest_health_minute"):
+        for table in (
+            "traces",
+            "spans",
+            "events",
+            "trace_rollup_minute",
+            "trace_rollup_hour",
+            "trace_metadata_rollup_hour",
+            "ingest_health_minute",
+        ):
             await ch.command(f"TRUNCATE TABLE {db}.{table}")
         started = time.monotonic()
         params = {"tenant": tenant, "projects": projects, "n": traces, "span_ms": SPAN_DAYS * 86_400_000}
@@ -80,10 +105,16 @@ async def fill(data_dir: Path, tenant: str, projects: list[str], traces: int) ->
         await ch.command(SPANS.replace("{db}", db), {"tenant": tenant})
         spans_s = time.monotonic() - started - traces_s
         await ch.command(f"OPTIMIZE TABLE {db}.trace_rollup_hour FINAL")
-        count = await ch.query(f"SELECT count() AS n FROM {db}.traces WHERE tenant_id = {{t:String}}", {"t": tenant},
-                               max_seconds=None)
-        return {"tenant": tenant, "traces": int(count[0]["n"]), "traces_seconds": round(traces_s, 1),
-                "spans_seconds": round(spans_s, 1), "filled_at": time.time()}
+        count = await ch.query(
+            f"SELECT count() AS n FROM {db}.traces WHERE tenant_id = {{t:String}}", {"t": tenant}, max_seconds=None
+        )
+        return {
+            "tenant": tenant,
+            "traces": int(count[0]["n"]),
+            "traces_seconds": round(traces_s, 1),
+            "spans_seconds": round(spans_s, 1),
+            "filled_at": time.time(),
+        }
     finally:
         ch.close()
 

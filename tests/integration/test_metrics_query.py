@@ -419,3 +419,52 @@ async def test_the_other_data_sources(http, harness, tenant):
     assert evaluations == [{"total": 0, "avgScore": None}]
     other = await harness.new_tenant()
     assert (await run(http, harness, other, {**window_body, "dataSource": "spans"}))[0]["total"] == 0
+
+
+async def test_config_metrics_answers_from_the_decision_log(http, harness, tenant):
+    reports = [
+        {
+            "model": "gpt-4o",
+            "target_model": "gpt-4o-mini",
+            "decision": "route",
+            "config_type": "model_route",
+            "status": "success",
+            "metadata": {"team": "search"},
+        },
+        {
+            "model": "gpt-4o",
+            "target_model": "gpt-4o-mini",
+            "decision": "route",
+            "config_type": "model_route",
+            "status": "fail",
+            "metadata": {"team": "ads"},
+        },
+        {"model": "claude", "decision": "block", "config_type": "killswitch", "metadata": {"team": "search"}},
+    ]
+    async with http.post(
+        f"{harness.gateway_url}/v1/control/decisions", json={"decisions": reports}, headers=tenant.headers
+    ) as resp:
+        assert resp.status == 202, await resp.text()
+    now = now_utc()
+    body = {
+        "startTime": iso(now - timedelta(hours=1)),
+        "endTime": iso(now + timedelta(minutes=5)),
+        "dataSource": "configMetrics",
+        "groupBy": ["requestedModel", "targetModel", "configType"],
+        "aggregations": [{"type": "sum", "column": "loadbalanceTargetAttemptCount"}],
+    }
+
+    async def answered() -> Any:
+        points = await run(http, harness, tenant, body)
+        return points if sum(p["total"] for p in points) == 3 else None
+
+    points = await eventually(answered, timeout=30)
+    by = {(p["requestedModel"], p["targetModel"], p["configType"]): p["total"] for p in points}
+    assert by == {("gpt-4o", "gpt-4o-mini", "model_route"): 2, ("claude", None, "killswitch"): 1}
+    search = await run(
+        http,
+        harness,
+        tenant,
+        {**body, "groupBy": ["status"], "filters": [{"metadataKey": "team", "operator": "EQUAL", "value": "search"}]},
+    )
+    assert sum(p["total"] for p in search) == 2
