@@ -79,6 +79,8 @@ def test_interval_in_seconds_alone_and_the_default_distribution() -> None:
         (body(type="timeseries", interval="-1 hour"), "Invalid interval"),
         (body(type="timeseries", interval="1 fortnight"), "Invalid interval: '1 fortnight'"),
         (body(type="timeseries", interval=3600), "interval must be a string"),
+        (body(type="timeseries", interval="1000000000 year"), "longer than 200 years"),
+        (body(type="timeseries", interval="999999999 weeks"), "longer than 200 years"),
         (body(type="timeseries", intervalInSeconds=0), "intervalInSeconds: 0"),
         (body(type="timeseries", intervalInSeconds=True), "intervalInSeconds must be a positive integer"),
         (

@@ -22,6 +22,10 @@ _WEEK_ORIGIN_MS = 4 * 86_400_000  # Monday 1970-01-05
 _TEXT = re.compile(r"^\s*([0-9]+)\s*(second|minute|hour|day|week|month|year)s?\s*$", re.IGNORECASE)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_COUNT = 10**9
+# Windows lie within 1970..2100: a longer bucket than 200 years means nothing (and would not fit
+# a datetime).
+MAX_MONTHS = 200 * 12
+MAX_MS = 200 * 366 * 86_400_000
 
 
 class IntervalError(ValueError):
@@ -92,7 +96,14 @@ def parse_interval(text: object) -> Interval:
     count = int(match.group(1))
     if not 0 < count <= MAX_COUNT:
         raise IntervalError(f"Invalid interval: {text!r}: the count must be a positive integer")
-    return Interval(count, match.group(2).lower())
+    return _bounded(Interval(count, match.group(2).lower()), repr(text))
+
+
+def _bounded(interval: Interval, given: str) -> Interval:
+    fixed = interval.fixed_ms
+    if (fixed is not None and fixed > MAX_MS) or (fixed is None and interval.months > MAX_MONTHS):
+        raise IntervalError(f"Invalid interval: {given}: longer than 200 years")
+    return interval
 
 
 def from_seconds(value: object) -> Interval:
@@ -100,4 +111,4 @@ def from_seconds(value: object) -> Interval:
         raise IntervalError("intervalInSeconds must be a positive integer")
     if not 0 < value <= MAX_COUNT:
         raise IntervalError(f"Invalid intervalInSeconds: {value}: must be a positive integer")
-    return Interval(value, "second")
+    return _bounded(Interval(value, "second"), str(value))
