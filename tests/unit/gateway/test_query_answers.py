@@ -12,7 +12,8 @@ from gateway.query.histogram import bucket_of
 from gateway.query.partials import Partial, data_points, empty, finalize, iso_ms, merge
 from gateway.query.request import parse_query
 from gateway.query.sql import Columns
-from gateway.trace_window import HourCount, lower_bound
+from gateway.trace_filters import TraceFilters, Where
+from gateway.trace_window import HourCount, lower_bound, windows
 
 AGGREGATIONS = [
     {"type": t, "column": "latencyMs"}
@@ -149,3 +150,19 @@ def test_a_page_reads_the_newest_time_that_holds_it() -> None:
     assert lower_bound(counts, None, 1_000, now) is None  # fewer in all: no lower bound
     # Before a cursor: hours after it do not count.
     assert lower_bound(counts, h - timedelta(minutes=30), 20, now) == h - timedelta(hours=2, minutes=12)
+
+
+def test_the_windows_tried_before_reading_without_a_bound() -> None:
+    h = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    counts = [HourCount(h, 60_000), HourCount(h - timedelta(hours=1), 60_000)]
+    now = h + timedelta(minutes=40)
+    exact = TraceFilters(Where(), Where(), True, None, None)
+    # The estimate first (traffic spread evenly up to now), then the whole newest hour, which
+    # holds the page for sure (the traffic may have stopped before now).
+    assert windows(counts, None, 51, exact, now) == [now - timedelta(minutes=40) * (4 * 51 / 60_000), h]
+    # Loose filters (counts are upper bounds): wider windows too, before none at all.
+    assert windows(counts, None, 4_000, TraceFilters(Where(), Where(), False, None, None), now)[-1] == h - timedelta(
+        hours=1
+    )
+    bounded = TraceFilters(Where(), Where(), True, h + timedelta(minutes=39, seconds=55), None)
+    assert windows(counts, None, 51, bounded, now) == []  # no bound narrower than 'from' itself

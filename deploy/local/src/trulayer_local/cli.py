@@ -56,9 +56,9 @@ def export_service_env(cfg: infra.InfraConfig) -> None:
     os.environ.setdefault("ALERTER_DATA_DIR", str(cfg.data_dir / "alerter"))
     os.environ.setdefault("SESSION_HS256_SECRET", local_session_secret(cfg.data_dir))
     os.environ.setdefault("CONFIG_SECRET_KEYS", local_config_secret_keys(cfg.data_dir))
-    # One process runs every service on the engine embedded in it: reads get at most two of its
-    # threads, one core each, so ingest keeps the rest (docs/reads.md).
-    os.environ.setdefault("CLICKHOUSE_READ_CONCURRENCY", "2")
+    # One process runs every service on the engine embedded in it: reads get one of its threads
+    # at a time (one core), so ingest keeps the rest (docs/reads.md).
+    os.environ.setdefault("CLICKHOUSE_READ_CONCURRENCY", "1")
     os.environ.setdefault("CLICKHOUSE_READ_MAX_THREADS", "1")
 
 

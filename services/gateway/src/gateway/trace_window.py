@@ -57,11 +57,17 @@ async def hour_counts(
 
 
 def lower_bound(
-    counts: Sequence[HourCount], upper: datetime | None, need: int, now: datetime | None = None
+    counts: Sequence[HourCount],
+    upper: datetime | None,
+    need: int,
+    now: datetime | None = None,
+    *,
+    whole_hours: bool = False,
 ) -> datetime | None:
     """Where a window ending at ``upper`` (or ``now``) should start to hold ``need`` traces:
     the newest whole hours, and within the oldest of them the span its count says (×
-    :data:`MARGIN`); None when all hours together hold fewer (read without a lower bound)."""
+    :data:`MARGIN`; the whole hour with ``whole_hours``); None when all hours together hold
+    fewer (read without a lower bound)."""
     end_of_data = upper or now or datetime.now(UTC)
     seen = 0
     for count in counts:
@@ -69,7 +75,7 @@ def lower_bound(
             continue
         if count.traces and seen + count.traces >= need:
             end = min(count.hour + HOUR, end_of_data)
-            if end <= count.hour:
+            if whole_hours or end <= count.hour:
                 return count.hour
             share = MARGIN * (need - seen) / count.traces
             lower = end - (end - count.hour) * min(1.0, share)
@@ -78,5 +84,24 @@ def lower_bound(
     return None
 
 
-def factors(filters: TraceFilters) -> tuple[int, ...]:
-    return EXACT if filters.exact else WIDENING
+def windows(
+    counts: Sequence[HourCount],
+    upper: datetime | None,
+    limit: int,
+    filters: TraceFilters,
+    now: datetime | None = None,
+) -> list[datetime]:
+    """The lower bounds to try in turn, narrowest first (then none at all): for each factor of
+    the page size, the estimate within the oldest hour needed (right when an hour's traces are
+    spread evenly up to now), then that whole hour (holding them for sure when the counts are
+    exact: it helps when a tenant's traffic stopped a while ago). Bounds at or before the
+    filters' ``from`` are left out (the read without a bound reads the same)."""
+    out: list[datetime] = []
+    for factor in EXACT if filters.exact else WIDENING:
+        for whole in (False, True):
+            lower = lower_bound(counts, upper, limit * factor, now, whole_hours=whole)
+            if lower is None or (filters.start is not None and lower <= filters.start):
+                continue
+            if not out or lower < out[-1]:
+                out.append(lower)
+    return out

@@ -18,7 +18,7 @@ from gateway.params import decode_cursor, encode_cursor, get_int, get_str, iso
 from gateway.quality_rows import trace_quality
 from gateway.resources import clickhouse_key, principal_key
 from gateway.trace_filters import TraceFilters, Where, trace_filters
-from gateway.trace_window import HourCount, factors, hour_counts, lower_bound
+from gateway.trace_window import HourCount, hour_counts, windows
 from trulayer_common.clickhouse import ClickHouse
 from trulayer_common.errors import ApiError
 from trulayer_common.http import json_response
@@ -95,17 +95,12 @@ async def newest_page(
             "(started_at, id) < ({c_started:DateTime64(3, 'UTC')}, {c_id:String})", c_started=after[0], c_id=after[1]
         )
     rows: list[dict[str, Any]] = []
-    for factor in (*factors(filters), None):
-        lower = lower_bound(counts, upper, limit * factor) if factor is not None else None
-        if factor is not None and lower is None:
-            continue  # the counts hold fewer than that in all: read without a lower bound
+    for lower in (*windows(counts, upper, limit, filters), None):
         window = ""
         params = dict(where.params)
-        if lower is not None and (filters.start is None or lower > filters.start):
+        if lower is not None:
             window = " AND started_at >= {w_lower:DateTime64(3, 'UTC')}"
             params["w_lower"] = lower
-        elif factor is not None:
-            continue  # the window would be the whole range: read it once, below
         rows = await ch.query(
             f"SELECT {TRACE_COLUMNS} FROM {ch.database}.traces FINAL WHERE {where.sql()}{window} "
             "ORDER BY started_at DESC, id DESC LIMIT {limit:UInt32}",

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.query import plan as planning
-from gateway.query.partials import GroupKey, Partial, data_points, merge, normalise_key
+from gateway.query.partials import GroupKey, Partial, data_points, merge, normalise_key, subtract
 from gateway.query.request import Query, QueryError
 from gateway.query.sql import MAX_ROWS, Columns, QuerySql
 from trulayer_common.clickhouse import ClickHouse
@@ -68,16 +68,34 @@ class QueryEngine:
         rows = await self._clickhouse.query(statement.sql, statement.params)
         if len(rows) > MAX_ROWS:
             raise QueryError(f"The answer has more than {MAX_ROWS} rows: narrow the window, the filters or the groupBy")
+        columns = statement.columns
         grouped: dict[tuple[int, GroupKey], list[Partial]] = {}
+        # Traces without the metadata key, when computed here: all traces (src 2) minus the
+        # rollup rows of those with it (src 1), per bucket and other groups.
+        minuends: dict[tuple[int, GroupKey], Partial] = {}
+        subtrahends: dict[tuple[int, GroupKey], list[Partial]] = {}
+        at = statement.subtract
         for row in rows:
-            key = normalise_key(tuple(row[f"g{i}"] for i in range(statement.group_count)))
-            part = Partial(int(row["total"]), {alias: row[alias] for alias, _, _ in statement.columns.stats})
-            grouped.setdefault((int(row["b"]), key), []).append(part)
-        parts = {k: merge(statement.columns, v) if len(v) > 1 else v[0] for k, v in grouped.items()}
+            raw_key = tuple(row[f"g{i}"] for i in range(statement.group_count))
+            part = Partial(int(row["total"]), {alias: row[alias] for alias, _, _ in columns.stats})
+            bucket, src = int(row["b"]), int(row["src"])
+            if at is not None and src:
+                rest = (bucket, raw_key[:at] + raw_key[at + 1 :])
+                if src == 2:
+                    minuends[rest] = part
+                    continue
+                subtrahends.setdefault(rest, []).append(part)
+            grouped.setdefault((bucket, normalise_key(raw_key)), []).append(part)
+        for (bucket, others), whole in minuends.items():
+            absent = subtract(columns, whole, merge(columns, subtrahends.get((bucket, others), ())))
+            assert at is not None
+            key = normalise_key((*others[:at], None, *others[at:]))
+            grouped.setdefault((bucket, key), []).append(absent)
+        parts = {k: merge(columns, v) if len(v) > 1 else v[0] for k, v in grouped.items()}
         if len({key for _, key in parts}) > MAX_GROUPS:
             raise QueryError(f"More than {MAX_GROUPS} groups: narrow the filters or group by fewer fields")
         log.debug("query_planned", tiers=[s.tier for s in chosen.segments], metadata=chosen.metadata_key)
-        return Partials(statement.columns, parts, chosen)
+        return Partials(columns, parts, chosen)
 
     async def run(self, query: Query, tenant_id: str) -> list[dict[str, Any]]:
         found = await self.partials(query, tenant_id)

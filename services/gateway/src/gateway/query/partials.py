@@ -55,6 +55,23 @@ def merge(columns: Columns, parts: Iterable[Partial]) -> Partial:
     return out
 
 
+def subtract(columns: Columns, whole: Partial, part: Partial) -> Partial:
+    """``whole`` minus ``part`` (counts, sums and histograms; min and max are not read then)."""
+    out = Partial(whole.total - part.total)
+    for alias, _, stat in columns.stats:
+        a, b = whole.stats.get(alias), part.stats.get(alias)
+        if stat in ("count", "sum", "distinct"):
+            out.stats[alias] = (a or 0) - (b or 0)
+        elif stat == "bins":
+            bins = dict(a or {})
+            for bucket, count in (b or {}).items():
+                bins[bucket] = bins.get(bucket, 0) - count
+            out.stats[alias] = bins
+        else:
+            out.stats[alias] = None
+    return out
+
+
 def empty(columns: Columns) -> Partial:
     zeros: dict[str, Any] = {"count": 0, "sum": 0, "distinct": 0, "bins": {}, "min": None, "max": None}
     return Partial(0, {alias: zeros[stat] for alias, _, stat in columns.stats})

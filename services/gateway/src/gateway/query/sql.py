@@ -197,10 +197,14 @@ def _time_ranges(column: str, segments: Iterable[Segment], params: Params, kind:
 
 @dataclass(frozen=True)
 class Statement:
+    """``subtract``: the position of the metadata key among the groups when the traces without
+    it are computed in Python (``src`` 2 rows minus ``src`` 1 rows, :mod:`gateway.query.engine`)."""
+
     sql: str
     params: dict[str, Any]
     group_count: int
     columns: Columns
+    subtract: int | None = None
 
 
 class QuerySql:
@@ -243,8 +247,8 @@ class QuerySql:
 
     # -- branches ------------------------------------------------------------------------
 
-    def _select(self, bucket: str, groups: list[str], stats: list[str], total: str) -> str:
-        parts = [f"{bucket} AS b"]
+    def _select(self, bucket: str, groups: list[str], stats: list[str], total: str, src: int = 0) -> str:
+        parts = [f"{bucket} AS b", f"toUInt8({src}) AS src"]
         parts += [f"{g} AS g{i}" for i, g in enumerate(groups)]
         parts.append(f"{total} AS c_total")
         parts += [f"{s} AS c_{alias}" for s, (alias, _, _) in zip(stats, self.columns.stats, strict=True)]
@@ -270,7 +274,9 @@ class QuerySql:
             f"FROM {self.database}.{source.table}{final} WHERE {' AND '.join(where)} GROUP BY {self._group_by()}"
         )
 
-    def rollup_branch(self, tier: Tier, segments: list[Segment], *, metadata: str = "", sign: int = 1) -> str:
+    def rollup_branch(
+        self, tier: Tier, segments: list[Segment], *, metadata: str = "", sign: int = 1, src: int = 0
+    ) -> str:
         """A branch over a rollup. ``metadata``: '' for the trace rollups; 'matching' for the
         metadata rollup's rows of the key that pass its filters, grouped by value; 'all' for all
         its rows of the key, grouped as absent (subtracted with ``sign`` -1); 'absent' for the
@@ -295,8 +301,21 @@ class QuerySql:
         total = f"{'-' if sign < 0 else ''}toInt64(sum(traces))"
         bucket = self._bucket("bucket", "(toInt64(toUnixTimestamp(bucket)) * 1000)")
         return (
-            f"SELECT {self._select(bucket, groups, stats, total)} "
+            f"SELECT {self._select(bucket, groups, stats, total, src)} "
             f"FROM {self.database}.{table} WHERE {' AND '.join(where)} GROUP BY {self._group_by()}"
+        )
+
+    @property
+    def subtract_in_python(self) -> bool:
+        """Traces without the key = all − those with it. With no filter on the key, "those with
+        it" are the matching rows already read: subtracted in Python instead of scanning the
+        metadata rollup twice."""
+        key = self.plan.metadata_key
+        return (
+            key is not None
+            and self.plan.absent_included
+            and any(t.metadata_key == key for t in self.query.group_by)
+            and not any(f.target.metadata_key == key for f in self.query.filters)
         )
 
     def branches(self) -> list[str]:
@@ -313,6 +332,10 @@ class QuerySql:
             if self.plan.metadata_key is None:
                 out.append(self.rollup_branch(tier, pieces))
                 continue
+            if self.subtract_in_python:
+                out.append(self.rollup_branch(tier, pieces, metadata="matching", src=1))
+                out.append(self.rollup_branch(tier, pieces, metadata="absent", src=2))
+                continue
             out.append(self.rollup_branch(tier, pieces, metadata="matching"))
             if self.plan.absent_included:
                 out.append(self.rollup_branch(tier, pieces, metadata="absent"))
@@ -322,7 +345,11 @@ class QuerySql:
     def statement(self) -> Statement:
         inner = " UNION ALL ".join(f"({branch})" for branch in self.branches())
         groups = [f"g{i}" for i in range(len(self.query.group_by))]
-        outer = ["b", *groups, "sum(c_total) AS total"]
+        outer = ["b", "src", *groups, "sum(c_total) AS total"]
         outer += [f"{_OUTER[stat]}(c_{alias}) AS {alias}" for alias, _, stat in self.columns.stats]
-        sql = f"SELECT {', '.join(outer)} FROM ({inner}) GROUP BY {', '.join(['b', *groups])} LIMIT {MAX_ROWS + 1}"
-        return Statement(sql, self.params.values, len(groups), self.columns)
+        keys = ", ".join(["b", "src", *groups])
+        sql = f"SELECT {', '.join(outer)} FROM ({inner}) GROUP BY {keys} LIMIT {MAX_ROWS + 1}"
+        subtract = None
+        if self.subtract_in_python:
+            subtract = next(i for i, t in enumerate(self.query.group_by) if t.metadata_key == self.plan.metadata_key)
+        return Statement(sql, self.params.values, len(groups), self.columns, subtract)
