@@ -119,7 +119,7 @@ async def test_a_read_past_its_time_limit_is_a_504():
         assert resp.headers["Retry-After"] == "2"
 
 
-async def test_lookups_by_key_go_before_queued_scans(harness: Harness):
+async def test_lookups_by_key_have_a_reader_of_their_own(harness: Harness):
     ch = second_client(harness, ReadPolicy(concurrency=1, queue=4, max_seconds=30))
     done: list[str] = []
 
@@ -133,7 +133,9 @@ async def test_lookups_by_key_go_before_queued_scans(harness: Harness):
         scans = [asyncio.create_task(read(f"scan{i}", False)) for i in range(2)]
         await asyncio.sleep(0.05)
         lookup = asyncio.create_task(read("lookup", True))
-        await asyncio.gather(busy, lookup, *scans)
+        await lookup
+        assert not busy.done(), "the lookup had its own reader: it did not wait for the running scan"
+        await asyncio.gather(busy, *scans)
         assert done == ["lookup", "scan0", "scan1"]
     finally:
         ch.close()

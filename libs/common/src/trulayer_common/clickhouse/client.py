@@ -10,7 +10,7 @@ each other:
 * the **read lane** (:meth:`ClickHouse.query`): a pool of ``ReadPolicy.concurrency``
   connections (embedded: that many chDB connections to the same path, which run in parallel;
   HTTP: a pool of that many HTTP connections) with a bounded queue in front, where lookups by
-  key (``quick``) go before scans. A read that finds
+  key (``quick``) go before scans and have one more connection of their own. A read that finds
   the pool busy and the queue full raises :class:`ReadCapacityError` at once (the HTTP edge
   answers 503 with ``Retry-After``) instead of piling up; every read runs with
   ``max_execution_time`` (:class:`ReadTimeoutError` past it) and, by default, at a lower CPU
@@ -48,6 +48,8 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TIMEOUT_CODES = ("Code: 159.", "TIMEOUT_EXCEEDED")
 T = TypeVar("T")
 
+# Reader connections beyond CLICKHOUSE_READ_CONCURRENCY that serve only lookups by key.
+QUICK_RESERVED = 1
 READS_REFUSED = Counter("trulayer_clickhouse_reads_refused_total", "reads refused: pool and queue full")
 READS_TIMED_OUT = Counter("trulayer_clickhouse_reads_timed_out_total", "reads stopped at max_execution_time")
 READS_ADMITTED = Gauge("trulayer_clickhouse_reads_admitted", "reads running or queued")
@@ -105,17 +107,22 @@ class ReadPolicy:
 
 
 class _Readers:
-    """Idle reader connections, handed out first to quick reads (point lookups by key), then in
-    arrival order: a trace detail never waits behind a queue of dashboard aggregations."""
+    """Idle reader slots (indexes into the reader connections). Quick reads (lookups by key) are
+    served first, and the last ``reserved`` slots serve only them: a trace detail never waits
+    behind a queue of dashboard aggregations, nor behind the one running."""
 
-    def __init__(self, readers: Sequence[Client]) -> None:
-        self._idle: list[Client] = list(readers)
-        self._waiting: tuple[deque[asyncio.Future[Client]], deque[asyncio.Future[Client]]] = (deque(), deque())
+    def __init__(self, slots: int, reserved: int) -> None:
+        self._first_reserved = slots - reserved
+        self._idle = list(range(self._first_reserved))
+        self._idle_reserved = list(range(self._first_reserved, slots))
+        self._waiting: tuple[deque[asyncio.Future[int]], deque[asyncio.Future[int]]] = (deque(), deque())
 
-    async def acquire(self, quick: bool) -> Client:
+    async def acquire(self, quick: bool) -> int:
         if self._idle:
             return self._idle.pop()
-        waiter: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
+        if quick and self._idle_reserved:
+            return self._idle_reserved.pop()
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting[0 if quick else 1].append(waiter)
         try:
             return await waiter
@@ -124,14 +131,15 @@ class _Readers:
                 self.release(waiter.result())  # handed over just as the caller gave up
             raise
 
-    def release(self, reader: Client) -> None:
-        for queue in self._waiting:
+    def release(self, slot: int) -> None:
+        reserved = slot >= self._first_reserved
+        for queue in self._waiting[:1] if reserved else self._waiting:
             while queue:
                 waiter = queue.popleft()
                 if not waiter.done():
-                    waiter.set_result(reader)
+                    waiter.set_result(slot)
                     return
-        self._idle.append(reader)
+        (self._idle_reserved if reserved else self._idle).append(slot)
 
 
 class ClickHouse:
@@ -154,9 +162,10 @@ class ClickHouse:
         self.policy = policy or ReadPolicy()
         self._write_pool = ThreadPoolExecutor(max_workers=1 if embedded else 4, thread_name_prefix="ch-write")
         self._read_pool = ThreadPoolExecutor(
-            max_workers=self.policy.concurrency, thread_name_prefix="ch-read", initializer=self._lower_priority
+            max_workers=len(self._readers), thread_name_prefix="ch-read", initializer=self._lower_priority
         )
-        self._slots = _Readers(self._readers)
+        # Connections beyond the policy's concurrency serve only lookups by key (_Readers).
+        self._slots = _Readers(len(self._readers), max(0, len(self._readers) - self.policy.concurrency))
         self._admitted = 0
 
     def _lower_priority(self) -> None:
@@ -173,24 +182,26 @@ class ClickHouse:
     async def _read(self, call: Callable[[Client], T], max_seconds: float | None, quick: bool) -> T:
         """Run ``call`` on an idle reader: queued when all are busy (quick reads first), refused
         when the queue is full. The slot is held until the engine call returns, even if the caller
-        gave up meanwhile."""
-        if self._admitted >= self.policy.concurrency + self.policy.queue:
+        gave up meanwhile. Scans are admitted up to the concurrency plus the queue; lookups by key
+        also to the reserved readers."""
+        limit = (len(self._readers) if quick else self.policy.concurrency) + self.policy.queue
+        if self._admitted >= limit:
             READS_REFUSED.inc()
             raise ReadCapacityError(self.policy.retry_after_seconds)
         self._admitted += 1
         READS_ADMITTED.set(self._admitted)
         slots = self._slots
         try:
-            reader = await slots.acquire(quick)
+            slot = await slots.acquire(quick)
         except BaseException:
             self._admitted -= 1
             READS_ADMITTED.set(self._admitted)
             raise
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._read_pool, call, reader)
+        future = loop.run_in_executor(self._read_pool, call, self._readers[slot])
 
         def release(_: object) -> None:
-            slots.release(reader)
+            slots.release(slot)
             self._admitted -= 1
             READS_ADMITTED.set(self._admitted)
 
@@ -281,7 +292,7 @@ def create_clickhouse(url: str, database: str, policy: ReadPolicy | None = None)
         dsn = f"chdb://{path.resolve()}"
         # Each chDB client is its own connection to the one engine: they run in parallel.
         writer = clickhouse_connect.get_client(dsn=dsn)
-        readers = [clickhouse_connect.get_client(dsn=dsn) for _ in range(policy.concurrency)]
+        readers = [clickhouse_connect.get_client(dsn=dsn) for _ in range(policy.concurrency + QUICK_RESERVED)]
         return ClickHouse(writer, readers, database, embedded=True, policy=policy)
     if parsed.scheme in ("http", "https"):
         writer = clickhouse_connect.get_client(
@@ -289,10 +300,9 @@ def create_clickhouse(url: str, database: str, policy: ReadPolicy | None = None)
         )
         # One client, no session id (sessions serialise), over a pool of HTTP connections: the
         # read threads share it.
+        size = policy.concurrency + QUICK_RESERVED
         reader = clickhouse_connect.get_client(
-            dsn=url,
-            pool_mgr=httputil.get_pool_manager(maxsize=policy.concurrency),
-            autogenerate_session_id=False,
+            dsn=url, pool_mgr=httputil.get_pool_manager(maxsize=size), autogenerate_session_id=False
         )
-        return ClickHouse(writer, [reader] * policy.concurrency, database, embedded=False, policy=policy)
+        return ClickHouse(writer, [reader] * size, database, embedded=False, policy=policy)
     raise ValueError(f"CLICKHOUSE_URL must start with chdb:// or http(s)://, got {url!r}")
