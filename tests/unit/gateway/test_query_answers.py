@@ -13,7 +13,7 @@ from gateway.query.partials import Partial, data_points, empty, finalize, iso_ms
 from gateway.query.request import parse_query
 from gateway.query.sql import Columns
 from gateway.trace_filters import TraceFilters, Where
-from gateway.trace_window import HourCount, lower_bound, windows
+from gateway.trace_window import Count, crossing, estimate, needed_hours, windows
 
 AGGREGATIONS = [
     {"type": t, "column": "latencyMs"}
@@ -139,30 +139,33 @@ def test_iso_with_milliseconds() -> None:
 
 def test_a_page_reads_the_newest_time_that_holds_it() -> None:
     h = datetime(2026, 11, 30, 12, tzinfo=UTC)
-    now = h + timedelta(minutes=40)
-    counts = [HourCount(h - timedelta(hours=i), n) for i, n in enumerate([30, 0, 15, 100, 5])]
-    # 5 of the 30 traces of the current hour (40 minutes so far): 4 × 5/30 of those 40 minutes.
-    assert lower_bound(counts, None, 5, now) == now - timedelta(minutes=40) * (4 * 5 / 30)
-    assert lower_bound(counts, None, 20, now) == h  # the margin covers the whole hour
-    # 31: all 30 of this hour, the empty one, and 1 of the 15 of the hour before (4/15 of it).
-    assert lower_bound(counts, None, 31, now) == h - timedelta(hours=1) - timedelta(hours=1) * (4 / 15)
-    assert lower_bound(counts, None, 46, now) == h - timedelta(hours=3) + timedelta(hours=1) * (1 - 4 / 100)
-    assert lower_bound(counts, None, 1_000, now) is None  # fewer in all: no lower bound
-    # Before a cursor: hours after it do not count.
-    assert lower_bound(counts, h - timedelta(minutes=30), 20, now) == h - timedelta(hours=2, minutes=12)
+    hour = timedelta(hours=1)
+    hours = [Count(h - i * hour, hour, n) for i, n in enumerate([30, 15, 100, 5]) if n]
+    assert crossing(hours, None, 20) == (hours[0], 20)
+    assert crossing(hours, None, 31) == (hours[1], 1)  # all 30 of the newest hour, 1 of the next
+    assert crossing(hours, None, 1_000) is None  # fewer in all: no lower bound
+    assert crossing(hours, h - timedelta(minutes=30), 20) == (hours[2], 5)  # hours after a cursor do not count
+    # Within a bucket: the share its count says, four times over, of the span up to the data's end.
+    minute = Count(h + timedelta(minutes=39), timedelta(minutes=1), 600)
+    assert estimate(minute, 30, h + timedelta(minutes=40)) == h + timedelta(minutes=39, seconds=48)
+    assert estimate(minute, 300, h + timedelta(minutes=40)) == minute.start
+    assert estimate(minute, 30, h + timedelta(minutes=39, seconds=30)) == h + timedelta(minutes=39, seconds=24)
 
 
 def test_the_windows_tried_before_reading_without_a_bound() -> None:
     h = datetime(2026, 11, 30, 12, tzinfo=UTC)
-    counts = [HourCount(h, 60_000), HourCount(h - timedelta(hours=1), 60_000)]
-    now = h + timedelta(minutes=40)
+    hour, minute = timedelta(hours=1), timedelta(minutes=1)
+    hours = [Count(h, hour, 60_000), Count(h - hour, hour, 60_000)]
+    # The newest hour's traffic stopped at 12:20 (a tenant gone quiet): its minutes say so.
+    minutes = {h: [Count(h + m * minute, minute, 3_000) for m in range(19, -1, -1)]}
     exact = TraceFilters(Where(), Where(), True, None, None)
-    # The estimate first (traffic spread evenly up to now), then the whole newest hour, which
-    # holds the page for sure (the traffic may have stopped before now).
-    assert windows(counts, None, 51, exact, now) == [now - timedelta(minutes=40) * (4 * 51 / 60_000), h]
-    # Loose filters (counts are upper bounds): wider windows too, before none at all.
-    assert windows(counts, None, 4_000, TraceFilters(Where(), Where(), False, None, None), now)[-1] == h - timedelta(
-        hours=1
-    )
-    bounded = TraceFilters(Where(), Where(), True, h + timedelta(minutes=39, seconds=55), None)
-    assert windows(counts, None, 51, bounded, now) == []  # no bound narrower than 'from' itself
+    assert needed_hours(hours, None, 51, exact) == [h]
+    tried = windows(hours, minutes, None, 51, exact, now=h + timedelta(minutes=40))
+    # The estimate within 12:19 (from its end: the data's end is later), 12:19 whole, the hour whole.
+    assert tried == [h + timedelta(minutes=19, seconds=55.92), h + timedelta(minutes=19), h]
+    # Loose filters (counts are upper bounds): 16 pages' worth too, before none at all.
+    loose = TraceFilters(Where(), Where(), False, None, None)
+    assert windows(hours, minutes, None, 4_000, loose, now=h)[-1] == h - hour
+    assert needed_hours(hours, None, 4_000, loose) == [h - hour, h]
+    bounded = TraceFilters(Where(), Where(), True, h + timedelta(minutes=19, seconds=58), None)
+    assert windows(hours, minutes, None, 51, bounded, now=h) == []  # nothing narrower than 'from'

@@ -24,7 +24,7 @@ from gateway.params import bad_param, get_int, get_str
 from gateway.resources import clickhouse_key, principal_key
 from gateway.trace_filters import trace_filters
 from gateway.trace_window import hour_counts
-from gateway.traces import newest_page, trace_out
+from gateway.traces import PageCounts, newest_page, trace_out
 from trulayer_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -89,7 +89,7 @@ async def export_traces(request: web.Request) -> web.StreamResponse:
     filters = trace_filters(query, principal, request)
     ch = request.app[clickhouse_key]
     # The first page is read before answering, so a bad filter or a busy pool is still a clean 4xx/5xx.
-    counts = await hour_counts(ch, filters, filters.end, filters.start)
+    counts = PageCounts(await hour_counts(ch, filters, filters.end, filters.start))
     wanted = min(PAGE, limit)
     page = await newest_page(ch, filters, wanted, None, counts)
     response = web.StreamResponse(

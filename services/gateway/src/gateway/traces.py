@@ -7,6 +7,7 @@ a redelivered Kafka record wrote twice. A page reads only the newest hours that 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,12 +19,12 @@ from gateway.params import decode_cursor, encode_cursor, get_int, get_str, iso
 from gateway.quality_rows import trace_quality
 from gateway.resources import clickhouse_key, principal_key
 from gateway.trace_filters import TraceFilters, Where, trace_filters
-from gateway.trace_window import HourCount, hour_counts, windows
+from gateway.trace_window import Count, hour_counts, minute_counts, needed_hours, windows
 from trulayer_common.clickhouse import ClickHouse
 from trulayer_common.errors import ApiError
 from trulayer_common.http import json_response
 
-__all__ = ["TRACE_COLUMNS", "Where", "get_trace", "list_traces", "newest_page", "trace_out"]
+__all__ = ["TRACE_COLUMNS", "PageCounts", "Where", "get_trace", "list_traces", "newest_page", "trace_out"]
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -73,29 +74,40 @@ def trace_out(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass
+class PageCounts:
+    """The rollup counts a run of pages plans with (an export reads them once)."""
+
+    hours: list[Count]
+    minutes: dict[datetime, list[Count]] = field(default_factory=dict)
+
+
 async def newest_page(
     ch: ClickHouse,
     filters: TraceFilters,
     limit: int,
     after: tuple[datetime, str] | None,
-    counts: list[HourCount] | None = None,
+    counts: PageCounts | None = None,
 ) -> list[dict[str, Any]]:
     """The newest ``limit`` traces matching ``filters`` (older than the cursor ``after``), newest
-    first. ``counts``: the hour counts of the filters when the caller already has them."""
+    first. ``counts``: the counts of the filters when the caller keeps them across pages."""
     if after is not None and after[0].tzinfo is None:  # a row's time, as the engine returns it
         after = (after[0].replace(tzinfo=UTC), after[1])
     upper = after[0] if after is not None else filters.end
     if filters.end is not None and upper is not None:
         upper = min(upper, filters.end)
     if counts is None:
-        counts = await hour_counts(ch, filters, upper, filters.start)
+        counts = PageCounts(await hour_counts(ch, filters, upper, filters.start))
+    for hour in needed_hours(counts.hours, upper, limit, filters):
+        if hour not in counts.minutes:
+            counts.minutes[hour] = await minute_counts(ch, filters, hour)
     where = Where(list(filters.where.clauses), dict(filters.where.params))
     if after is not None:
         where.add(
             "(started_at, id) < ({c_started:DateTime64(3, 'UTC')}, {c_id:String})", c_started=after[0], c_id=after[1]
         )
     rows: list[dict[str, Any]] = []
-    for lower in (*windows(counts, upper, limit, filters), None):
+    for lower in (*windows(counts.hours, counts.minutes, upper, limit, filters), None):
         window = ""
         params = dict(where.params)
         if lower is not None:
