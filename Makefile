@@ -83,12 +83,16 @@ bench: install
 	@$(BIN)/python bench/control_bench.py
 	@$(BIN)/python bench/otlp_bench.py
 	@$(BIN)/python bench/sdk_overhead_bench.py
+	@# The read path at 10 million traces: a stack of its own (.trulayer/bench-reads, ports 28xxx).
+	@$(BIN)/python bench/read_bench.py
 
 bench-otlp: install
 	@$(BIN)/python bench/otlp_bench.py
 
 bench-sdk: install
 	@$(BIN)/python bench/sdk_overhead_bench.py
+	@# The read path at 10 million traces: a stack of its own (.trulayer/bench-reads, ports 28xxx).
+	@$(BIN)/python bench/read_bench.py
 
 # The JSON Schemas of the topic records (docs/topics/*.json), generated from their types.
 topic-schemas: install

@@ -17,7 +17,7 @@ from gateway.read_errors import read_errors_middleware
 from tests.integration.conftest import Harness, Tenant, free_port
 from tests.integration.test_bad_input import expect_error
 from trulayer_common.clickhouse import ClickHouse, create_clickhouse
-from trulayer_common.clickhouse.client import ReadCapacityError, ReadPolicy, ReadTimeoutError
+from trulayer_common.clickhouse.client import READS_HELD, ReadCapacityError, ReadPolicy, ReadTimeoutError
 from trulayer_common.http import request_id_middleware
 
 
@@ -138,4 +138,29 @@ async def test_lookups_by_key_have_a_reader_of_their_own(harness: Harness):
         await asyncio.gather(busy, *scans)
         assert done == ["lookup", "scan0", "scan1"]
     finally:
+        ch.close()
+
+
+async def test_sustained_scans_yield_to_a_busy_writer(harness: Harness):
+    """With a duty cycle, scans that used up their budget of engine time wait while the writer
+    works, and not while it is idle; lookups by key never wait."""
+    ch = second_client(harness, ReadPolicy(concurrency=1, queue=8, max_seconds=30, duty_cycle=0.1, burst_seconds=0.05))
+    table = f"duty_{uuid.uuid4().hex[:8]}"
+    held = READS_HELD._value.get
+    try:
+        await ch.command(f"CREATE TABLE {ch.database}.{table} (x UInt64) ENGINE = MergeTree ORDER BY x")
+        await asyncio.sleep(1.1)  # the writer has been idle for a second
+        await ch.query("SELECT sleep(0.3) AS s")  # spends the budget: 0.3 s of engine time
+        before = held()
+        await ch.query("SELECT 1 AS n")  # nothing written lately: not held back
+        assert held() == before
+        await ch.query("SELECT sleep(0.3) AS s")
+        await ch.insert_json_rows(table, [{"x": 1}])  # the writer works
+        lookup = asyncio.create_task(ch.query("SELECT 2 AS n", quick=True))
+        scan = asyncio.create_task(ch.query("SELECT 3 AS n"))
+        assert (await lookup)[0]["n"] == 2
+        assert (await scan)[0]["n"] == 3
+        assert held() == before + 1  # the scan waited for its budget; the lookup did not
+    finally:
+        await ch.command(f"DROP TABLE IF EXISTS {ch.database}.{table}")
         ch.close()

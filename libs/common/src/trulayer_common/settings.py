@@ -77,6 +77,12 @@ class ServiceSettings(BaseSettings):
     clickhouse_read_max_threads: int = Field(
         default=0, ge=0, le=256, description="threads per read (0: engine default)"
     )
+    clickhouse_read_duty_cycle: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="share of the readers' time sustained scans may use (a token bucket of engine time, 2 s burst)",
+    )
     clickhouse_read_nice: int = Field(
         default=10, ge=0, le=19, description="nice value of the engine threads running a read (0: same as the writer)"
     )
@@ -135,6 +141,7 @@ class ServiceSettings(BaseSettings):
             max_seconds=self.clickhouse_read_timeout_seconds,
             max_threads=self.clickhouse_read_max_threads,
             nice=self.clickhouse_read_nice,
+            duty_cycle=self.clickhouse_read_duty_cycle,
         )
 
     def outbound_policy(self) -> OutboundPolicy:

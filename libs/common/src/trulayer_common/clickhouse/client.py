@@ -28,6 +28,7 @@ import functools
 import os
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +53,7 @@ T = TypeVar("T")
 QUICK_RESERVED = 1
 READS_REFUSED = Counter("trulayer_clickhouse_reads_refused_total", "reads refused: pool and queue full")
 READS_TIMED_OUT = Counter("trulayer_clickhouse_reads_timed_out_total", "reads stopped at max_execution_time")
+READS_HELD = Counter("trulayer_clickhouse_reads_held_total", "scans held back by the read budget while writing")
 READS_ADMITTED = Gauge("trulayer_clickhouse_reads_admitted", "reads running or queued")
 
 
@@ -95,6 +97,10 @@ class ReadPolicy:
     max_threads: int = 0
     # Nice value of the engine's threads running a read (0..19): the writer keeps the CPU.
     nice: int = 10
+    # Share of the readers' time scans may use when sustained while writing (1: all; _ReadBudget),
+    # and the engine time they may use at once before it applies.
+    duty_cycle: float = 1.0
+    burst_seconds: float = 2.0
     retry_after_seconds: int = 1
 
     def settings(self, max_seconds: float | None) -> dict[str, Any]:
@@ -142,6 +148,37 @@ class _Readers:
         (self._idle_reserved if reserved else self._idle).append(slot)
 
 
+class _ReadBudget:
+    """Engine time scans may use while the writer is busy: a bucket of ``burst`` seconds refilled
+    at ``rate`` seconds per second (a token bucket of read time). A scan starts once the bucket is
+    not empty and takes what it used when it ends, so occasional reads never wait, and a
+    sustained stream of them uses ``rate`` cores' worth at most (``CLICKHOUSE_READ_DUTY_CYCLE`` ×
+    the concurrency). While nothing is written, reads are not held back (nothing to protect)."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._tokens = burst
+        self._at = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+
+    async def wait(self, writing: Callable[[], bool]) -> None:
+        self._refill()
+        if self._tokens < 0 and writing():
+            READS_HELD.inc()
+        while self._tokens < 0 and writing():
+            await asyncio.sleep(-self._tokens / self._rate)
+            self._refill()
+
+    def spend(self, seconds: float) -> None:
+        self._refill()
+        self._tokens -= seconds
+
+
 class ClickHouse:
     """Async façade over clickhouse-connect clients, bound to one database: a write lane and a
     bounded read pool (module docstring)."""
@@ -166,6 +203,8 @@ class ClickHouse:
         )
         # Connections beyond the policy's concurrency serve only lookups by key (_Readers).
         self._slots = _Readers(len(self._readers), max(0, len(self._readers) - self.policy.concurrency))
+        self._budget = _ReadBudget(self.policy.duty_cycle * self.policy.concurrency, self.policy.burst_seconds)
+        self._wrote_at = float("-inf")
         self._admitted = 0
 
     def _lower_priority(self) -> None:
@@ -177,7 +216,15 @@ class ClickHouse:
 
     async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args, **kwargs))
+        self._wrote_at = time.monotonic()
+        try:
+            return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args, **kwargs))
+        finally:
+            self._wrote_at = time.monotonic()
+
+    def _writing(self) -> bool:
+        """Whether the writer worked in the last second (ingest is running)."""
+        return time.monotonic() - self._wrote_at < 1.0
 
     async def _read(self, call: Callable[[Client], T], max_seconds: float | None, quick: bool) -> T:
         """Run ``call`` on an idle reader: queued when all are busy (quick reads first), refused
@@ -197,10 +244,21 @@ class ClickHouse:
             self._admitted -= 1
             READS_ADMITTED.set(self._admitted)
             raise
+        if not quick and self.policy.duty_cycle < 1:
+            try:
+                await self._budget.wait(self._writing)  # holding the reader: the scans behind wait too
+            except BaseException:
+                slots.release(slot)
+                self._admitted -= 1
+                READS_ADMITTED.set(self._admitted)
+                raise
         loop = asyncio.get_running_loop()
+        started = time.monotonic()
         future = loop.run_in_executor(self._read_pool, call, self._readers[slot])
 
         def release(_: object) -> None:
+            if not quick and self.policy.duty_cycle < 1:
+                self._budget.spend(time.monotonic() - started)
             slots.release(slot)
             self._admitted -= 1
             READS_ADMITTED.set(self._admitted)
