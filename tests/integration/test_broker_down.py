@@ -1,4 +1,5 @@
-"""A broker that cannot acknowledge → 503 with Retry-After, never a 2xx; ingest resumes after.
+"""A broker that cannot acknowledge → 503 with Retry-After, never a 2xx, and ``/readyz`` 503 while
+it is gone (``/healthz`` stays 200: unready, not dead); ingest and readiness resume after.
 
 Runs its own private Kafka (a third set of ports) so stopping it cannot disturb other tests.
 """
@@ -6,6 +7,7 @@ Runs its own private Kafka (a third set of ports) so stopping it cannot disturb 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 
@@ -47,7 +49,17 @@ async def test_broker_down_is_503_with_retry_after(http: aiohttp.ClientSession, 
             async with http.post(f"{url}/v1/ingest", json=trace(), headers=headers) as resp:
                 assert resp.status == 201
 
+            async with http.get(f"{url}/readyz") as resp:
+                assert resp.status == 200
+            stopped = time.monotonic()
             await asyncio.to_thread(infra.stop_kafka, cfg)
+
+            async def not_ready() -> bool:
+                async with http.get(f"{url}/readyz") as resp:
+                    return resp.status == 503 and (await resp.json())["checks"]["kafka"] is False
+
+            await eventually(not_ready, timeout=20)
+            print(f"\n/readyz 503 {time.monotonic() - stopped:.2f}s after the broker stopped")
             async with http.post(f"{url}/v1/ingest", json=trace(), headers=headers) as resp:
                 assert resp.status == 503
                 assert int(resp.headers["Retry-After"]) >= 1
@@ -55,9 +67,7 @@ async def test_broker_down_is_503_with_retry_after(http: aiohttp.ClientSession, 
                 assert body["code"] == "unavailable"
                 assert body["retry_after_seconds"] >= 1
                 assert body["request_id"] == resp.headers["X-Request-Id"]
-            async with http.get(f"{url}/readyz") as resp:
-                assert resp.status in (200, 503)  # readiness may lag; liveness must not fail
-            async with http.get(f"{url}/healthz") as resp:
+            async with http.get(f"{url}/healthz") as resp:  # unready, not dead
                 assert resp.status == 200
 
             await asyncio.to_thread(infra.start_kafka, cfg)
@@ -67,6 +77,12 @@ async def test_broker_down_is_503_with_retry_after(http: aiohttp.ClientSession, 
                     return resp.status == 201
 
             await eventually(accepted_again, timeout=60, interval=0.5)
+
+            async def ready_again() -> bool:
+                async with http.get(f"{url}/readyz") as resp:
+                    return resp.status == 200
+
+            await eventually(ready_again, timeout=20)
         finally:
             await runner.cleanup()
     finally:

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import REGISTRY
 
 from ingest_worker.app import create_app as create_ingest_worker
-from tests.integration.conftest import KAFKA, Harness, eventually, free_port
+from tests.integration.conftest import DATA_DIR, KAFKA, Harness, eventually, free_port
 from trulayer_common import topics
 from trulayer_common.clickhouse.table_sink import TableRows, TableSink
 from trulayer_common.consumer import BatchingConsumer, BatchPolicy, Record
@@ -225,3 +225,55 @@ async def test_batches_respect_the_size_bound_within_one_fetch(harness: Harness)
     print(f"batch sizes: {sorted(set(sink.writes))}, writes: {len(sink.writes)}")
     assert sum(sink.writes) == 400 and max(sink.writes) <= 25
     assert await _committed(group, topic) == dict.fromkeys(range(PARTITIONS), 100)
+
+
+async def test_a_table_refusing_every_insert_is_waited_out_not_dead_lettered(harness: Harness) -> None:
+    """The store answers pings but its table cannot take any insert (its directory made
+    immutable, as a read-only disk would): the loop retries past ``refused_attempts`` and,
+    once the table takes inserts again, every record is written; none went to the dead-letter
+    topic (before the fix they all did: "the store answers, so the records are at fault")."""
+    topic, table = await _fresh_topic_and_table(harness)
+    await _produce(harness, topic, 200)
+    ch = harness.clickhouse
+    directory = (DATA_DIR / "chdb" / "data" / ch.database / table).resolve()
+    assert directory.is_dir()
+
+    def transform(record: Record) -> TableRows:
+        return {table: [{"id": f"{record.partition}-{record.offset}", "partition": record.partition, "offset": 0}]}
+
+    loop = BatchingConsumer(
+        harness.base,
+        name="refusing",
+        topic=topic,
+        group_id=f"tests-refusing-{uuid.uuid4().hex[:8]}",
+        transform=transform,
+        sink=TableSink(ch),
+        policy=BatchPolicy(max_size=1_000, max_wait_ms=100, max_backoff_seconds=0.5),
+    )
+    retries = REGISTRY.get_sample_value("trulayer_consumer_write_retries_total", {"consumer": "refusing"}) or 0
+    await _chattr("+i", directory)
+    try:
+        await loop.start()
+
+        async def retried_enough() -> bool:
+            now = REGISTRY.get_sample_value("trulayer_consumer_write_retries_total", {"consumer": "refusing"}) or 0
+            return now - retries >= 5  # past refused_attempts (3): the old rule had isolated by now
+
+        await eventually(retried_enough, timeout=30)
+    finally:
+        await _chattr("-i", directory)
+    try:
+
+        async def all_written() -> bool:
+            rows = await ch.query(f"SELECT count() AS n FROM {ch.database}.{table} FINAL")
+            return rows[0]["n"] == 200
+
+        await eventually(all_written, timeout=30)
+        assert loop.running
+    finally:
+        await loop.stop()
+
+
+async def _chattr(flag: str, path: Any) -> None:
+    proc = await asyncio.create_subprocess_exec("chattr", flag, str(path))
+    assert await proc.wait() == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from typing import Any
 
 import aiohttp
@@ -92,6 +93,48 @@ async def test_numbers_json_storage_cannot_keep_are_400_naming_the_field(
     batch = b'{"traces":[{"name":"ok"},' + raw + b"]}"
     async with http.post(f"{harness.gateway_url}/v1/ingest/batch", data=batch, headers=headers) as resp:
         await expect_error(resp, 400, "validation_error", f"traces.1.{field}")
+
+
+async def test_numbers_json_storage_cannot_keep_are_400_on_every_json_route(
+    http: aiohttp.ClientSession, harness: Harness, tenant: Tenant
+) -> None:
+    """Found by the OpenAPI fuzzer: an integer beyond 64 bits in feedback metadata was a 500 and
+    killed the feedback writer. Every JSON body (free-form fields included) is now checked."""
+    sent = trace()
+    async with http.post(f"{harness.gateway_url}/v1/ingest", json=sent, headers=tenant.headers) as resp:
+        assert resp.status == 201
+    big = 18446744073709551616
+    session = harness.session_headers(tenant.id)
+    cases = [
+        ("/v1/feedback", tenant.headers, {"trace_id": sent["id"], "label": "good", "metadata": {"n": big}}),
+        (
+            "/v1/eval",
+            tenant.headers,
+            {"trace_id": sent["id"], "evaluator_type": "rule", "metric_name": "json_validity", "config": {"n": big}},
+        ),
+        (
+            "/v1/control/decisions",
+            tenant.headers,
+            {"decisions": [{"model": "m", "decision": "allow", "metadata": {"n": big}}]},
+        ),
+        (
+            "/v1/alerts",
+            tenant.headers,
+            {"metric": "volume", "operator": "gt", "threshold": 1, "name": "x", "extra": big},
+        ),
+        ("/v1/projects", session, {"name": "p", "extra": [1, 2, big]}),
+    ]
+    for path, headers, payload in cases:
+        raw = _dump_big(payload)
+        async with http.post(
+            harness.gateway_url + path, data=raw, headers={**headers, "Content-Type": "application/json"}
+        ) as resp:
+            await expect_error(resp, 400, "validation_error", "64 bits")
+
+
+def _dump_big(payload: Any) -> bytes:
+    """JSON with integers beyond 64 bits (orjson refuses to write them; the standard library does)."""
+    return json.dumps(payload).encode()
 
 
 async def test_guardlayer_calls_are_bounded_too(http: aiohttp.ClientSession, harness: Harness, tenant: Tenant) -> None:

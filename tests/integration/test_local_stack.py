@@ -65,6 +65,9 @@ async def test_restarted_stack_keeps_its_data(http: aiohttp.ClientSession):
         "TRULAYER_REDIS_PORT": str(free_port()),
         "GATEWAY_PORT": str(gateway_port),
         "CONTROL_PORT": str(free_port()),
+        "WORKER_PORT": str(free_port()),
+        "ALERTER_PORT": str(free_port()),
+        "EVAL_ENGINE_PORT": str(free_port()),
         "LOG_LEVEL": "WARNING",
     }
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "CLICKHOUSE_URL"):

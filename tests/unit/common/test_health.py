@@ -68,3 +68,23 @@ async def test_healthz_and_readyz_turn_red_when_a_liveness_check_fails() -> None
         assert dead_checks(app) == {"loop": "DeadLetterFloodError: too many"}
     finally:
         await client.close()
+
+
+async def test_runtime_metrics_observe_gc_pauses_and_loop_lag() -> None:
+    import gc
+
+    from prometheus_client import REGISTRY
+
+    from trulayer_common.runtime import observe_runtime
+
+    def count(name: str, labels: dict[str, str] | None = None) -> float:
+        return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+    before_gc = count("trulayer_gc_pause_seconds_count", {"generation": "2"})
+    before_lag = count("trulayer_event_loop_lag_seconds_count")
+    observe_runtime()
+    observe_runtime()  # idempotent: one callback, one monitor
+    gc.collect()
+    await asyncio.sleep(0.2)
+    assert count("trulayer_gc_pause_seconds_count", {"generation": "2"}) == before_gc + 1
+    assert count("trulayer_event_loop_lag_seconds_count") >= before_lag + 2

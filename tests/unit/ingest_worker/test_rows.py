@@ -138,3 +138,53 @@ def test_a_batch_of_heavy_traces_is_bounded_by_its_rows() -> None:
     heavy = {"traces": [{}] * 100, "spans": [{}] * 5_000, "events": [{}] * 5_000}
     assert sink.size(ordinary) == 100
     assert sink.size(heavy) == 1_010
+
+
+def test_quality_and_decision_transforms_refuse_values_json_text_cannot_hold():
+    """A free-form field JSON text cannot hold makes the record invalid (dead-lettered), never
+    a TypeError that would stop the writer's loop."""
+    import json as stdlib_json
+
+    from ingest_worker.decision_rows import decision_rows
+    from ingest_worker.quality_rows import feedback_rows
+    from trulayer_common.topics import InvalidRecordError, control_decisions
+
+    big = 18446744073709551616
+    feedback_record = {
+        "schema_version": 1,
+        "tenant_id": "t",
+        "project_id": "p",
+        "received_at": "2026-11-30T00:00:00Z",
+        "request_id": "r",
+        "payload": {
+            "id": "f1",
+            "trace_id": "tr",
+            "label": "good",
+            "metadata": {"n": big},
+            "created_at": "2026-11-30T00:00:00Z",
+        },
+    }
+    with pytest.raises(InvalidRecordError, match="metadata"):
+        feedback_rows(stdlib_json.dumps(feedback_record).encode(), 30)
+    decisions_record = {
+        "schema_version": 1,
+        "tenant_id": "t",
+        "project_id": "p",
+        "received_at": "2026-11-30T00:00:00Z",
+        "request_id": "r",
+        "payload": {
+            "decisions": [
+                {
+                    "id": "d1",
+                    "project_id": "p",
+                    "decided_at": "2026-11-30T00:00:00Z",
+                    "source": "sdk",
+                    "decision": "allow",
+                    "requested_model": "m",
+                    "metadata": {"n": big},
+                }
+            ]
+        },
+    }
+    with pytest.raises(InvalidRecordError, match="metadata"):
+        decision_rows(control_decisions.decode(stdlib_json.dumps(decisions_record).encode()))

@@ -35,6 +35,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -138,8 +139,10 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _owned_pid(pidfile: Path, *needles: str) -> int | None:
-    """The live pid from ``pidfile`` whose cmdline contains all ``needles``; clears stale pidfiles."""
+def _owned_pid(pidfile: Path, *needles: str, clear_stale: bool = True) -> int | None:
+    """The live pid from ``pidfile`` whose cmdline contains all ``needles``; clears a stale
+    pidfile unless ``clear_stale`` is False (observers must not: the pidfile they found stale
+    may be rewritten by a concurrent start just before they would remove it)."""
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
@@ -147,6 +150,8 @@ def _owned_pid(pidfile: Path, *needles: str) -> int | None:
     cmd = _cmdline(pid)
     if _alive(pid) and all(n in cmd for n in needles):
         return pid
+    if not clear_stale:
+        return None
     _say(f"removing stale pidfile {pidfile} (pid {pid} is gone or not ours)")
     pidfile.unlink(missing_ok=True)
     return None
@@ -179,7 +184,7 @@ def _spawn(argv: list[str], log: Path, pidfile: Path) -> int:
     return pid
 
 
-def _terminate(name: str, pidfile: Path, *needles: str) -> None:
+def _terminate(name: str, pidfile: Path, *needles: str, timeout: float = STOP_TIMEOUT_S) -> None:
     pid = _owned_pid(pidfile, *needles)
     if pid is None:
         _say(f"{name} is not running")
@@ -187,11 +192,11 @@ def _terminate(name: str, pidfile: Path, *needles: str) -> None:
         return
     _say(f"stopping {name} (pid {pid}) ...")
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
+    deadline = time.monotonic() + timeout
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     if _alive(pid):
-        _say(f"{name} did not exit within {STOP_TIMEOUT_S:.0f}s, sending SIGKILL")
+        _say(f"{name} did not exit within {timeout:.0f}s, sending SIGKILL")
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         while _alive(pid):
@@ -338,6 +343,10 @@ auto.create.topics.enable=false
 message.max.bytes=16777216
 replica.fetch.max.bytes=16777216
 log.cleaner.enable=true
+# After a crash (kill -9) the restarted broker cannot register until the controller has fenced
+# its previous incarnation, i.e. until that one's session expired: 9 s by default, 3 s here.
+broker.heartbeat.interval.ms=1000
+broker.session.timeout.ms=3000
 """
 
 
@@ -385,21 +394,43 @@ def _format_storage(cfg: InfraConfig, libs: Path) -> None:
         raise InfraError(f"kafka storage format failed:\n{res.stdout}{res.stderr}")
 
 
-def start_kafka(cfg: InfraConfig) -> None:
-    """Start the broker (idempotent) and block until it answers ApiVersions and logged readiness."""
+def start_kafka(cfg: InfraConfig, cancel: threading.Event | None = None) -> None:
+    """Start the broker (idempotent) and block until it answers ApiVersions and logged readiness.
+
+    ``cancel`` (set from another thread) aborts a start in progress: a broker already spawned
+    is stopped again and :class:`InfraError` is raised, so a stack shutting down never leaves
+    a broker behind that its supervisor was restarting.
+    """
     # Serialise concurrent starters of the same data dir: the second one then finds it running.
     with _flock(cfg.data_dir / "kafka.start.lock"):
-        _start_kafka_locked(cfg)
+        _check_cancel(cancel, "kafka")
+        _start_kafka_locked(cfg, cancel)
 
 
-def _start_kafka_locked(cfg: InfraConfig) -> None:
+def _check_cancel(cancel: threading.Event | None, name: str) -> None:
+    if cancel is not None and cancel.is_set():
+        raise InfraError(f"start of {name} cancelled: the stack is stopping")
+
+
+def kafka_pid(cfg: InfraConfig) -> int | None:
+    """The pid of this data dir's broker while it runs (None once it died or was never started).
+    Only looks: a stale pidfile is left for the next start to replace."""
+    return _owned_pid(cfg._kafka_pidfile, KAFKA_MAIN, str(cfg._kafka_props), clear_stale=False)
+
+
+def redis_pid(cfg: InfraConfig) -> int | None:
+    """The pid of this data dir's redis-server while it runs (only looks, like :func:`kafka_pid`)."""
+    return _owned_pid(cfg._redis_pidfile, "redis-server", f":{cfg.redis_port}", clear_stale=False)
+
+
+def _start_kafka_locked(cfg: InfraConfig, cancel: threading.Event | None) -> None:
     props = cfg._kafka_props
     if (pid := _owned_pid(cfg._kafka_pidfile, KAFKA_MAIN, str(props))) is not None:
         if _kafka_answers(cfg.kafka_port):
             _say(f"kafka already running (pid {pid}) on {cfg.bootstrap_servers}")
             return
         _say(f"kafka (pid {pid}) is running but not answering yet; waiting for it")
-        _wait_kafka(cfg, pid, server_log_offset=0)
+        _wait_kafka(cfg, pid, 0, cancel)
         return
     for port in (cfg.kafka_port, cfg.kafka_controller_port):
         if _port_open(port):
@@ -423,10 +454,10 @@ def _start_kafka_locked(cfg: InfraConfig) -> None:
     ]
     pid = _spawn(cmd, cfg._kafka_dir / "kafka.out", cfg._kafka_pidfile)
     _say(f"starting kafka (pid {pid}) on {cfg.bootstrap_servers}, logs in {cfg._kafka_dir / 'logs'}")
-    _wait_kafka(cfg, pid, offset)
+    _wait_kafka(cfg, pid, offset, cancel)
 
 
-def _wait_kafka(cfg: InfraConfig, pid: int, server_log_offset: int) -> None:
+def _wait_kafka(cfg: InfraConfig, pid: int, server_log_offset: int, cancel: threading.Event | None) -> None:
     server_log = cfg._kafka_dir / "logs" / "server.log"
     started = time.monotonic()
     last_note = started
@@ -448,6 +479,9 @@ def _wait_kafka(cfg: InfraConfig, pid: int, server_log_offset: int) -> None:
                 f"kafka (pid {pid}) exited during startup; last log lines:\n"
                 f"{_tail(server_log)}\n--- kafka.out ---\n{_tail(cfg._kafka_dir / 'kafka.out')}"
             )
+        if cancel is not None and cancel.is_set():
+            stop_kafka(cfg, timeout=5)
+            _check_cancel(cancel, "kafka")
         now = time.monotonic()
         if now - started > KAFKA_START_TIMEOUT_S:
             log_tail = _tail(server_log)
@@ -461,9 +495,9 @@ def _wait_kafka(cfg: InfraConfig, pid: int, server_log_offset: int) -> None:
         time.sleep(0.3)
 
 
-def stop_kafka(cfg: InfraConfig) -> None:
-    """SIGTERM our broker (SIGKILL after 30 s) and remove the pidfile; no-op if not running."""
-    _terminate("kafka", cfg._kafka_pidfile, KAFKA_MAIN, str(cfg._kafka_props))
+def stop_kafka(cfg: InfraConfig, timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM our broker (SIGKILL after ``timeout`` s) and remove the pidfile; no-op if not running."""
+    _terminate("kafka", cfg._kafka_pidfile, KAFKA_MAIN, str(cfg._kafka_props), timeout=timeout)
 
 
 def _topic_cmd(cfg: InfraConfig, libs: Path, *args: str) -> list[str]:
@@ -588,13 +622,15 @@ def ensure_redis(cfg: InfraConfig) -> str:
     )
 
 
-def start_redis(cfg: InfraConfig) -> None:
-    """Start redis-server (idempotent) on 127.0.0.1 and block until it answers PING."""
+def start_redis(cfg: InfraConfig, cancel: threading.Event | None = None) -> None:
+    """Start redis-server (idempotent) on 127.0.0.1 and block until it answers PING
+    (``cancel`` as for :func:`start_kafka`)."""
     with _flock(cfg.data_dir / "redis.start.lock"):
-        _start_redis_locked(cfg)
+        _check_cancel(cancel, "redis")
+        _start_redis_locked(cfg, cancel)
 
 
-def _start_redis_locked(cfg: InfraConfig) -> None:
+def _start_redis_locked(cfg: InfraConfig, cancel: threading.Event | None) -> None:
     needle = f":{cfg.redis_port}"  # redis rewrites its process title to "<binary> 127.0.0.1:<port>"
     if (pid := _owned_pid(cfg._redis_pidfile, "redis-server", needle)) is not None:
         if _redis_answers(cfg.redis_port):
@@ -637,36 +673,62 @@ def _start_redis_locked(cfg: InfraConfig) -> None:
                 f"redis (pid {pid}) exited during startup:\n{_tail(cfg._redis_dir / 'redis.log')}"
                 f"\n{_tail(cfg._redis_dir / 'redis.out')}"
             )
+        if cancel is not None and cancel.is_set():
+            stop_redis(cfg, timeout=5)
+            _check_cancel(cancel, "redis")
         if time.monotonic() - started > REDIS_START_TIMEOUT_S:
             raise InfraError(f"redis (pid {pid}) not answering PING:\n{_tail(cfg._redis_dir / 'redis.log')}")
         time.sleep(0.1)
     _say(f"redis ready on {cfg.redis_url} after {time.monotonic() - started:.1f}s")
 
 
-def stop_redis(cfg: InfraConfig) -> None:
-    """SIGTERM our redis-server (it saves the dump on shutdown) and remove the pidfile."""
-    _terminate("redis", cfg._redis_pidfile, "redis-server", f":{cfg.redis_port}")
+def stop_redis(cfg: InfraConfig, timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM our redis-server (it saves the dump on shutdown; SIGKILL after ``timeout`` s)."""
+    _terminate("redis", cfg._redis_pidfile, "redis-server", f":{cfg.redis_port}", timeout=timeout)
 
 
 # --------------------------------------------------------------------------- all / CLI
 
 
 def start_all(cfg: InfraConfig) -> None:
+    """Install what is missing, then start Redis and Kafka side by side (a restart after a crash
+    waits mostly on Kafka; Redis loading a large dump should not add to it)."""
     ensure_kafka(cfg)
     ensure_redis(cfg)
-    start_redis(cfg)  # first: it is up in well under a second
-    start_kafka(cfg)
+    errors: list[InfraError] = []
+
+    def redis() -> None:
+        try:
+            start_redis(cfg)
+        except InfraError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=redis, name="start-redis")
+    thread.start()
+    try:
+        start_kafka(cfg)
+    finally:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
-def stop_all(cfg: InfraConfig) -> None:
-    stop_kafka(cfg)
-    stop_redis(cfg)
+def stop_all(cfg: InfraConfig, timeout: float = STOP_TIMEOUT_S) -> None:
+    """Stop Kafka and Redis side by side, each forced (SIGKILL) after ``timeout`` seconds."""
+    threads = [
+        threading.Thread(target=stop_kafka, args=(cfg, timeout), name="stop-kafka"),
+        threading.Thread(target=stop_redis, args=(cfg, timeout), name="stop-redis"),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def status(cfg: InfraConfig) -> dict[str, str]:
     """One human-readable state line per service."""
-    kpid = _owned_pid(cfg._kafka_pidfile, KAFKA_MAIN, str(cfg._kafka_props))
-    rpid = _owned_pid(cfg._redis_pidfile, "redis-server", f":{cfg.redis_port}")
+    kpid = _owned_pid(cfg._kafka_pidfile, KAFKA_MAIN, str(cfg._kafka_props), clear_stale=False)
+    rpid = _owned_pid(cfg._redis_pidfile, "redis-server", f":{cfg.redis_port}", clear_stale=False)
     kup = "answering" if _kafka_answers(cfg.kafka_port) else "not answering"
     rup = "answering" if _redis_answers(cfg.redis_port) else "not answering"
     return {

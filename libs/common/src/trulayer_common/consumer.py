@@ -10,9 +10,11 @@ to write for that record; its offset is still committed) and a :class:`Sink`
 * **Commit after write**: offset+1 of each partition's last record is committed only once the
   batch is written. A crash in between redelivers the batch; storage is keyed by ids.
 * **Bounded retries**: a failed write is retried with exponential backoff (capped). While the
-  store does not answer, the loop keeps retrying and never commits past unwritten records;
-  when it answers and still refuses the batch ``refused_attempts`` times, the fault is in a
-  record: the batch is written record by record and the refused records are dead-lettered.
+  store does not answer, or refuses every write for its own reasons (disk, read-only table:
+  ``Sink.refuses_record`` is False), the loop keeps retrying and never commits past unwritten
+  records; when it answers and still refuses the batch's *data* ``refused_attempts`` times,
+  the fault is in a record: the batch is written record by record and the records whose data
+  is refused are dead-lettered.
 * **Dead letters, bounded**: a record the transform refuses (``InvalidRecordError``) or the
   store refuses goes to ``trulayer.dlq`` with the error; more than ``dlq_max_per_minute`` is a
   flood (a bad deploy) and stops the loop (:class:`~trulayer_common.dead_letters.DeadLetterFloodError`).
@@ -80,7 +82,11 @@ class Sink(Protocol[T_contra]):
         """Write every item or raise; writing the same items again must be harmless."""
 
     async def available(self) -> bool:
-        """Whether the store answers (a refused write is then the records' fault)."""
+        """Whether the store answers."""
+
+    def refuses_record(self, error: Exception) -> bool:
+        """Whether ``error`` says the store refused the records' *data* (their fault: dead-letter
+        them) rather than being in trouble itself (full or read-only disk, memory: retry)."""
 
 
 @dataclass(frozen=True)
@@ -288,7 +294,10 @@ class BatchingConsumer(Generic[T]):
             except Exception as exc:
                 attempt += 1
                 WRITE_RETRIES.labels(self.name).inc()
-                if attempt >= self.policy.refused_attempts and await self._sink.available():
+                # Only a refusal of the data isolates records: a store that refuses every write
+                # (e.g. a table that cannot create parts) is waited out, never dead-lettered.
+                refused = self._sink.refuses_record(exc)
+                if attempt >= self.policy.refused_attempts and refused and await self._sink.available():
                     log.error(
                         "batch_refused_isolating_records", consumer=self.name, error=str(exc)[:500], records=len(batch)
                     )
@@ -310,10 +319,10 @@ class BatchingConsumer(Generic[T]):
                     await self._sink.write([item])
                     break
                 except Exception as exc:
-                    if await self._sink.available():
+                    if self._sink.refuses_record(exc) and await self._sink.available():
                         await self._dead_letters.send(record, f"refused by {self._sink.name}: {exc}")
                         break
-                    attempt += 1  # the store went away meanwhile: this record is not the fault
+                    attempt += 1  # the store is in trouble (or went away): this record is not the fault
                     await asyncio.sleep(self._backoff(attempt))
 
     def _backoff(self, attempt: int) -> float:

@@ -6,7 +6,8 @@
   including aiohttp's own (unknown route, wrong method, body too large) and unexpected ones.
 * :func:`read_json_model` (and :func:`read_json`) map body problems onto statuses: wrong
   Content-Type → 415, too large → 413, not JSON → 400, a missing required field → 422, any
-  other mismatch → 400, and name the field.
+  other mismatch → 400, and name the field; a number JSON storage cannot keep (beyond 64
+  bits, non-finite) anywhere in the body → 400.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from trulayer_common.errors import ApiError
 from trulayer_common.logging import bound_context, get_logger
+from trulayer_common.schemas.bounds import refuse_unstorable_numbers
 
 log = get_logger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -147,16 +149,22 @@ def validation_error(exc: ValidationError) -> ApiError:
 
 
 async def read_json_model(request: web.Request, model: type[M], max_bytes: int) -> M:
-    return _validated(await read_body(request, max_bytes), model.model_validate_json)
+    return parse_json(await read_body(request, max_bytes), model.model_validate_json)
 
 
 async def read_json(request: web.Request, adapter: TypeAdapter[T], max_bytes: int) -> T:
     """:func:`read_json_model` for a TypedDict (or any type) behind a TypeAdapter."""
-    return _validated(await read_body(request, max_bytes), adapter.validate_json)
+    return parse_json(await read_body(request, max_bytes), adapter.validate_json)
 
 
-def _validated(body: bytes, validate: Callable[[bytes], T]) -> T:
+def parse_json(body: bytes, validate: Callable[[bytes], T]) -> T:
+    """``validate(body)`` with the API's errors: 400/422 naming the field on a mismatch, and 400
+    for a number that JSON storage could not keep (an integer beyond 64 bits, ``NaN``, ``1e999``;
+    :func:`~trulayer_common.schemas.bounds.refuse_unstorable_numbers`) anywhere in the body, so
+    no free-form field (metadata, config) carries one downstream."""
     try:
-        return validate(body)
+        value = validate(body)
     except ValidationError as exc:
         raise validation_error(exc) from None
+    refuse_unstorable_numbers(body)
+    return value

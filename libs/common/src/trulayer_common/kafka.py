@@ -17,6 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
@@ -80,6 +81,30 @@ def create_producer(settings: ServiceSettings, *, client_id: str | None = None) 
     )
 
 
+def create_kafka_client(settings: ServiceSettings, *, client_id: str) -> AIOKafkaClient:
+    """A bare client (metadata and connections only), e.g. for the broker health probe."""
+    return AIOKafkaClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        request_timeout_ms=10_000,
+        metadata_max_age_ms=60_000,
+        **client_security(settings),
+    )
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.stop()``, minus a quirk: when its fetcher was waiting out a broker outage,
+    aiokafka re-raises the cancellation of its own fetch task from ``stop()``. That is not a
+    cancellation of the caller, whose clean-up must go on; a real one still propagates."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+        log.warning("consumer_stop_cancelled_inside")
+
+
 def create_consumer(
     settings: ServiceSettings,
     *topics: str,
@@ -87,7 +112,14 @@ def create_consumer(
     client_id: str | None = None,
     auto_offset_reset: str = "earliest",
 ) -> AIOKafkaConsumer:
-    """A consumer that never auto-commits: the caller commits after its writes succeeded."""
+    """A consumer that never auto-commits: the caller commits after its writes succeeded.
+
+    With ``KAFKA_GROUP_INSTANCE_ID`` set (the local stack sets it), a consumer in a group is a
+    static member (``<instance id>-<group id>``): restarted after a crash, it takes its
+    partitions back at once instead of waiting for the dead member's session to expire. Two
+    live consumers of one group must then not share a process's instance id.
+    """
+    instance = settings.kafka_group_instance_id
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -101,6 +133,7 @@ def create_consumer(
         session_timeout_ms=10_000,
         heartbeat_interval_ms=2_000,
         isolation_level="read_uncommitted",
+        group_instance_id=f"{instance}-{group_id}" if instance and group_id else None,
         **client_security(settings),
     )
 

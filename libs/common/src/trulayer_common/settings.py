@@ -89,6 +89,14 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool | None = Field(default=None, description="JSON logs; default: JSON unless stderr is a TTY")
     kafka_max_message_bytes: int = 16 * 1024 * 1024
+    kafka_group_instance_id: str | None = Field(
+        default=None,
+        description="static consumer-group membership: a restarted instance gets its partitions back at once",
+    )
+    broker_probe_interval_seconds: float = Field(
+        default=1.0, gt=0, description="how often readiness probes the brokers (trulayer_common.broker_health)"
+    )
+    broker_probe_timeout_seconds: float = Field(default=2.0, gt=0, description="a broker probe slower than this fails")
 
     # Kafka in a cluster: durability of the topics we create, and how every client connects.
     kafka_replication_factor: int = Field(default=1, ge=1, description="replicas of every topic we create")

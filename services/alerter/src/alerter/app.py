@@ -25,9 +25,10 @@ from alerter.start_offsets import pin_start_offsets
 from alerter.streams import AgentHealth, build_app, internal_topic_specs
 from alerter.webhooks import WebhookDispatcher
 from trulayer_common import topics
+from trulayer_common.broker_health import BrokerHealth
 from trulayer_common.config import ConfigLogReader
 from trulayer_common.health import add_health_routes
-from trulayer_common.kafka import create_producer, ensure_topics
+from trulayer_common.kafka import create_kafka_client, create_producer, ensure_topics
 from trulayer_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -35,6 +36,7 @@ settings_key = web.AppKey("settings", AlerterSettings)
 reader_key = web.AppKey("config_reader", ConfigLogReader)
 dispatcher_key = web.AppKey("dispatcher", WebhookDispatcher)
 faust_key = web.AppKey("faust_app", faust.App)
+broker_health_key = web.AppKey("broker_health", BrokerHealth)
 agent_health_key = web.AppKey("agent_health", AgentHealth)
 
 
@@ -47,7 +49,16 @@ async def _run(app: web.Application) -> AsyncIterator[None]:
     dispatcher: WebhookDispatcher | None = None
     stream_app: faust.App | None = None
     signals: SignalPublisher | None = None
+    health = BrokerHealth(
+        create_kafka_client(settings, client_id=f"{settings.service_name}-health"),
+        [topics.ALERTS],
+        interval=settings.broker_probe_interval_seconds,
+        timeout=settings.broker_probe_timeout_seconds,
+        name=settings.service_name,
+    )
     try:
+        await health.start()
+        app[broker_health_key] = health
         await producer.start()
         publisher = AlertPublisher(producer, reader.state)
         dispatcher = WebhookDispatcher(settings, publisher.record_attempt, publisher.mark_delivered, secrets)
@@ -87,6 +98,7 @@ async def _run(app: web.Application) -> AsyncIterator[None]:
         if dispatcher is not None:
             await dispatcher.stop()
         await producer.stop()
+        await health.stop()
         await reader.stop()
 
 
@@ -96,15 +108,28 @@ def create_app(settings: AlerterSettings) -> web.Application:
     app[agent_health_key] = AgentHealth()
     app.cleanup_ctx.append(_run)
 
+    async def kafka_ready() -> bool:
+        health = app.get(broker_health_key)
+        return health is not None and health.healthy
+
     async def config_ready() -> bool:
         reader = app.get(reader_key)
-        return reader is not None and reader.ready.is_set()
+        return reader is not None and reader.is_current(settings.config_max_lag_seconds)
 
     async def streams_ready() -> bool:
+        """Started, not stopping, and neither rebalancing nor restoring tables from changelogs."""
         stream_app = app.get(faust_key)
-        return stream_app is not None and bool(stream_app.started) and not stream_app.should_stop
+        return (
+            stream_app is not None
+            and bool(stream_app.started)
+            and not stream_app.should_stop
+            and not stream_app.rebalancing
+            and not stream_app.in_recovery
+        )
 
     add_health_routes(
-        app, {"config": config_ready, "streams": streams_ready}, {"agents": app[agent_health_key].liveness}
+        app,
+        {"kafka": kafka_ready, "config": config_ready, "streams": streams_ready},
+        {"agents": app[agent_health_key].liveness},
     )
     return app

@@ -40,6 +40,8 @@ from control_engine.resources import (
 )
 from control_engine.settings import ControlEngineSettings
 from control_engine.tenant_writes import TenantWrites
+from trulayer_common import topics
+from trulayer_common.broker_health import BrokerHealth, broker_health
 from trulayer_common.clickhouse import ClickHouse, clickhouse_for
 from trulayer_common.config import ConfigLogReader
 from trulayer_common.control_api import CONTROL_ROUTES
@@ -51,6 +53,7 @@ from trulayer_common.outbound import OutboundClient
 from trulayer_common.redis import connected_redis, redis_ok
 
 log = get_logger(__name__)
+broker_health_key = web.AppKey("broker_health", BrokerHealth)
 
 
 async def _kafka(app: web.Application) -> AsyncIterator[None]:
@@ -63,7 +66,9 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
         reader = ConfigLogReader(settings)
         await reader.start()
         app[reader_key] = reader
-        yield
+        async with broker_health(settings, [topics.CONFIG]) as health:
+            app[broker_health_key] = health
+            yield
         await reader.stop()
     finally:
         await producer.stop()
@@ -126,8 +131,11 @@ def create_app(settings: ControlEngineSettings, *, clickhouse: ClickHouse | None
     app[secret_box_key] = settings.secret_box()  # refuses to start without CONFIG_SECRET_KEYS
     app.cleanup_ctx.extend([_kafka, _redis, _clickhouse(clickhouse), _tenant_writes, _outbound])
 
+    async def kafka_ready() -> bool:
+        return app[broker_health_key].healthy
+
     async def config_ready() -> bool:
-        return app[reader_key].ready.is_set()
+        return app[reader_key].is_current(settings.config_max_lag_seconds)
 
     async def redis_ready() -> bool:
         return await redis_ok(app[redis_key])
@@ -135,7 +143,9 @@ def create_app(settings: ControlEngineSettings, *, clickhouse: ClickHouse | None
     async def clickhouse_ready() -> bool:
         return await app[clickhouse_key].ping()
 
-    add_health_routes(app, {"config": config_ready, "redis": redis_ready, "clickhouse": clickhouse_ready})
+    add_health_routes(
+        app, {"kafka": kafka_ready, "config": config_ready, "redis": redis_ready, "clickhouse": clickhouse_ready}
+    )
     handlers = {
         **projects.HANDLERS,
         **api_keys.HANDLERS,

@@ -3,7 +3,8 @@
 judge's HTTP client, and the two loops: the request runner (:mod:`eval_engine.request_loop`)
 and the eval rules on the trace stream (:mod:`eval_engine.rule_stream`).
 
-Readiness (``/readyz``): the config log caught up, Kafka, Redis and ClickHouse answer, both
+Readiness (``/readyz``): the config log current (``CONFIG_MAX_LAG_SECONDS``), the brokers take
+writes to the eval topics (``trulayer_common.broker_health``), Redis and ClickHouse answer, both
 loops running. Liveness (``/healthz``): neither loop died. Ingest never waits on any of this:
 the engine only reads what the gateway already acknowledged (fail-open).
 """
@@ -26,6 +27,8 @@ from eval_engine.rule_matcher import RuleOutput
 from eval_engine.rule_stream import rule_stream
 from eval_engine.settings import EvalEngineSettings
 from eval_engine.trace_store import TraceLoader
+from trulayer_common import topics
+from trulayer_common.broker_health import BrokerHealth, broker_health
 from trulayer_common.clickhouse import ClickHouse, clickhouse_for
 from trulayer_common.config import ConfigLogReader
 from trulayer_common.consumer import BatchingConsumer
@@ -42,6 +45,7 @@ clickhouse_key = web.AppKey("clickhouse", ClickHouse)
 redis_key = web.AppKey("redis", Redis)
 requests_key = web.AppKey("request_loop", RequestLoop)
 rules_key = web.AppKey("rule_stream", BatchingConsumer[RuleOutput])
+broker_health_key = web.AppKey("broker_health", BrokerHealth)
 
 
 def _run(shared: ClickHouse | None) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -53,6 +57,7 @@ def _run(shared: ClickHouse | None) -> Callable[[web.Application], AsyncIterator
         try:
             await producer.start()
             async with (
+                broker_health(settings, [topics.EVAL_RESULTS, topics.EVAL_REQUESTS]) as health,
                 connected_redis(settings.redis_url) as redis,
                 clickhouse_for(
                     settings.clickhouse_url, settings.clickhouse_database, shared, settings.clickhouse_read_policy()
@@ -60,6 +65,7 @@ def _run(shared: ClickHouse | None) -> Callable[[web.Application], AsyncIterator
                 aiohttp.ClientSession() as http,
             ):
                 app[reader_key], app[producer_key], app[clickhouse_key], app[redis_key] = reader, producer, ch, redis
+                app[broker_health_key] = health
                 publisher = Publisher(producer)
                 runner = EvaluationRunner(
                     settings, reader.state, TraceLoader(ch), JudgeClient(settings, http), publisher, redis
@@ -91,11 +97,11 @@ def create_app(settings: EvalEngineSettings, *, clickhouse: ClickHouse | None = 
 
     async def config_ready() -> bool:
         reader = app.get(reader_key)
-        return reader is not None and reader.ready.is_set()
+        return reader is not None and reader.is_current(settings.config_max_lag_seconds)
 
     async def kafka_ready() -> bool:
-        producer = app.get(producer_key)
-        return producer is not None and bool(producer.client.cluster.brokers())
+        health = app.get(broker_health_key)
+        return health is not None and health.healthy
 
     async def redis_ready() -> bool:
         redis = app.get(redis_key)

@@ -16,6 +16,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    CorruptRecordException,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -66,6 +72,9 @@ def apply_quota(output: RuleOutput, granted: int, now: datetime) -> None:
     if dropped:
         QUOTA_SKIPPED.inc(len(dropped))
         output.requests = [(p, r) for p, r in output.requests if r.eval_id not in dropped]
+
+
+RECORD_FAULTS = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, CorruptRecordException)
 
 
 class RuleSink:
@@ -122,6 +131,11 @@ class RuleSink:
 
     async def available(self) -> bool:
         return bool(self._producer.client.cluster.brokers())
+
+    def refuses_record(self, error: Exception) -> bool:
+        """Only a record the broker cannot take whatever its state (too large) is the record's
+        fault; a broker that does not acknowledge is waited out (``trulayer_common.consumer``)."""
+        return isinstance(error, RECORD_FAULTS)
 
 
 def rule_stream(

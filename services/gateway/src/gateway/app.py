@@ -42,6 +42,8 @@ from gateway.resources import (
 from gateway.routes import RouteTable, auth_middleware, route_table_key
 from gateway.sessions import JwksCache, SessionVerifier
 from gateway.settings import GatewaySettings
+from trulayer_common import topics
+from trulayer_common.broker_health import BrokerHealth, broker_health
 from trulayer_common.clickhouse import ClickHouse, clickhouse_for
 from trulayer_common.config import ConfigLogReader
 from trulayer_common.evals.quota import EvalQuota
@@ -53,13 +55,16 @@ from trulayer_common.redis import connected_redis, redis_ok
 from trulayer_common.routing import path_guard
 
 log = get_logger(__name__)
+broker_health_key = web.AppKey("broker_health", BrokerHealth)
 
 
 async def _kafka(app: web.Application) -> AsyncIterator[None]:
     producer = create_producer(app[settings_key])
     await producer.start()  # raises when no broker answers: fail fast
     app[producer_key] = producer
-    yield
+    async with broker_health(app[settings_key], [topics.TRACES]) as health:
+        app[broker_health_key] = health
+        yield
     await producer.stop()
 
 
@@ -187,8 +192,7 @@ def create_app(settings: GatewaySettings, *, clickhouse: ClickHouse | None = Non
     app.on_response_prepare.append(add_rate_limit_headers)
 
     async def kafka_ready() -> bool:
-        producer = app.get(producer_key)
-        return producer is not None and producer.client.cluster.brokers() != set()
+        return app[broker_health_key].healthy
 
     async def redis_ready() -> bool:
         return await redis_ok(app[redis_key])

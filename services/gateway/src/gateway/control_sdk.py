@@ -41,6 +41,7 @@ from trulayer_common.config import ConfigState
 from trulayer_common.errors import ApiError, bad_request, forbidden, unavailable
 from trulayer_common.http import get_request_id, json_response, read_body, read_json_model, validation_error
 from trulayer_common.schemas import BATCH_TOO_LARGE, batch_too_large
+from trulayer_common.schemas.bounds import refuse_unstorable_numbers
 from trulayer_common.schemas.control_sdk import DecideRequest, DecisionReport, DecisionReportBatch
 from trulayer_common.topics import control_decisions
 from trulayer_common.topics.control_decisions import ControlDecision
@@ -217,6 +218,7 @@ async def report_decisions(request: web.Request) -> web.Response:
         batch = DecisionReportBatch.model_validate_json(raw)
     except ValidationError as exc:
         raise (BATCH_TOO_LARGE if batch_too_large(exc) else validation_error(exc)) from None
+    refuse_unstorable_numbers(raw)
     received = datetime.now(UTC)
     state = request.app[config_state]
     records = [_report_record(state, principal, r, i, received) for i, r in enumerate(batch.decisions)]

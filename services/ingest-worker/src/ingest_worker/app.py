@@ -23,6 +23,8 @@ from ingest_worker.writers import (
     feedback_writer,
     trace_writer,
 )
+from trulayer_common import topics
+from trulayer_common.broker_health import BrokerHealth, broker_health
 from trulayer_common.clickhouse import ClickHouse, clickhouse_for
 from trulayer_common.health import LivenessCheck, add_health_routes, task_liveness
 from trulayer_common.live import LivePublisher
@@ -31,6 +33,8 @@ from trulayer_common.redis import connected_redis
 settings_key = web.AppKey("settings", IngestWorkerSettings)
 trace_writer_key = web.AppKey("trace_writer", TableWriter)
 alerts_writer_key = web.AppKey("alerts_writer", TableWriter)
+clickhouse_key = web.AppKey("clickhouse", ClickHouse)
+broker_health_key = web.AppKey("broker_health", BrokerHealth)
 feedback_writer_key = web.AppKey("feedback_writer", TableWriter)
 evaluations_writer_key = web.AppKey("evaluations_writer", TableWriter)
 dead_letters_writer_key = web.AppKey("dead_letters_writer", TableWriter)
@@ -55,7 +59,10 @@ def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None 
                 settings.clickhouse_url, settings.clickhouse_database, clickhouse, settings.clickhouse_read_policy()
             ) as ch,
             connected_redis(settings.redis_url) as redis,
+            broker_health(settings, [topics.TRACES, topics.DLQ]) as health,
         ):
+            app[clickhouse_key] = ch
+            app[broker_health_key] = health
             live = LivePublisher(redis)
             started: list[TableWriter] = []
             try:
@@ -76,10 +83,16 @@ def create_app(settings: IngestWorkerSettings, *, clickhouse: ClickHouse | None 
         writers = [app.get(key) for _, key, _ in WRITERS]
         return all(writer is not None and writer.running for writer in writers)
 
+    async def kafka_ready() -> bool:
+        return app[broker_health_key].healthy
+
+    async def clickhouse_ready() -> bool:
+        return await app[clickhouse_key].ping()
+
     app.cleanup_ctx.append(run_writers)
     add_health_routes(
         app,
-        {"consumer": writers_ready},
+        {"consumer": writers_ready, "kafka": kafka_ready, "clickhouse": clickhouse_ready},
         {name: writer_liveness(key) for name, key, _ in WRITERS},
     )
     return app

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from trulayer_common.clickhouse.table_sink import TableRows
 from trulayer_common.topics.control_decisions import DecisionEnvelope
+from trulayer_common.topics.envelope import json_text
 
 TABLE = "control_decisions"
 
@@ -53,7 +52,7 @@ def decision_rows(envelope: DecisionEnvelope) -> TableRows:
                 "would_decision": d.get("would_decision") or "",
                 "would_target_model": d.get("would_target_model") or "",
                 "request_id": d.get("request_id") or "",
-                "metadata": orjson.dumps(d.get("metadata") or {}).decode(),
+                "metadata": json_text(d.get("metadata") or {}, "metadata"),
             }
         )
     return {TABLE: rows}

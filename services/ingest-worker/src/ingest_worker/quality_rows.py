@@ -12,10 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from trulayer_common.clickhouse.table_sink import TableRows
 from trulayer_common.topics import eval_results, feedback
+from trulayer_common.topics.envelope import json_text
 
 
 def _time(value: datetime | None) -> str | None:
@@ -33,7 +32,7 @@ def feedback_rows(value: bytes | None, default_retention_days: int) -> TableRows
         "label": item.label,
         "score": item.score,
         "comment": item.comment,
-        "metadata": orjson.dumps(item.metadata).decode(),
+        "metadata": json_text(item.metadata, "metadata"),
         "request_id": envelope.request_id,
         "created_at": _time(item.created_at),
         "retention_days": item.retention_days or default_retention_days,
@@ -61,8 +60,10 @@ def _evaluation_row(tenant_id: str, item: eval_results.Evaluation, default_days:
         "judge_input_tokens": judge.input_tokens if judge else 0,
         "judge_output_tokens": judge.output_tokens if judge else 0,
         "judge_cost": judge.cost if judge else 0.0,
-        "judge_prompt": orjson.dumps([m.model_dump() for m in judge.prompt]).decode() if judge and judge.prompt else "",
-        "config": orjson.dumps(item.config).decode(),
+        "judge_prompt": json_text([m.model_dump() for m in judge.prompt], "judge.prompt")
+        if judge and judge.prompt
+        else "",
+        "config": json_text(item.config, "config"),
         "model": item.model,
         "created_at": _time(item.created_at),
         "completed_at": _time(item.completed_at),

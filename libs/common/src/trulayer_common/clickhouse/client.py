@@ -44,6 +44,8 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 from prometheus_client import Counter, Gauge
 
+from trulayer_common.clickhouse.embedded_lock import check_chdb_lock
+
 _INSERT_SETTINGS = {"input_format_skip_unknown_fields": 1, "date_time_input_format": "best_effort"}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TIMEOUT_CODES = ("Code: 159.", "TIMEOUT_EXCEEDED")
@@ -347,6 +349,7 @@ def create_clickhouse(url: str, database: str, policy: ReadPolicy | None = None)
         # chdb:///abs/path → "/abs/path"; chdb://./rel/path → "./rel/path" (from the cwd)
         path = Path(parsed.netloc + parsed.path)
         path.mkdir(parents=True, exist_ok=True)
+        check_chdb_lock(path.resolve())
         dsn = f"chdb://{path.resolve()}"
         # Each chDB client is its own connection to the one engine: they run in parallel.
         writer = clickhouse_connect.get_client(dsn=dsn)

@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from trulayer_common.clickhouse.client import ClickHouse
+from trulayer_common.clickhouse.refusals import is_data_error
 
 TableRows = dict[str, list[dict[str, Any]]]
 ROWS_WRITTEN = Counter("trulayer_ingest_rows_written_total", "rows inserted into ClickHouse", ["table"])
@@ -71,3 +72,6 @@ class TableSink:
 
     async def available(self) -> bool:
         return await self._clickhouse.ping()
+
+    def refuses_record(self, error: Exception) -> bool:
+        return is_data_error(error)

@@ -23,7 +23,7 @@ from prometheus_client import Gauge
 from trulayer_common import topics
 from trulayer_common.config.freshness import Freshness
 from trulayer_common.config.state import ConfigState
-from trulayer_common.kafka import create_consumer, topic_partitions
+from trulayer_common.kafka import create_consumer, stop_consumer, topic_partitions
 from trulayer_common.logging import get_logger
 from trulayer_common.settings import ServiceSettings
 from trulayer_common.topics import config as config_records
@@ -154,5 +154,5 @@ class ConfigLogReader:
                 await self._task
             self._task = None
         if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+            consumer, self._consumer = self._consumer, None
+            await stop_consumer(consumer)

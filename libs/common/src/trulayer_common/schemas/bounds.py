@@ -16,6 +16,7 @@ before anything is produced, so no downstream service ever sees them:
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -124,11 +125,24 @@ def _unstorable(value: Any, path: str) -> tuple[str, str] | None:
     return None
 
 
-def refuse_unstorable_numbers(raw: bytes, value: Any) -> None:
-    """400 naming the field when the validated body holds a number JSON storage cannot keep
-    faithfully (``NaN``, ``Infinity``, ``1e999``, an integer beyond 64 bits), anywhere."""
+_UNPARSED = object()
+
+
+def refuse_unstorable_numbers(raw: bytes, value: Any = _UNPARSED) -> None:
+    """400 naming the field when a JSON body holds a number JSON storage cannot keep faithfully
+    (``NaN``, ``Infinity``, ``1e999``, an integer beyond 64 bits), anywhere.
+
+    ``value`` is the body as validated into plain dicts and lists (the ingest path: walked
+    without a second parse); without it the raw body is parsed again, by the standard library,
+    which keeps big integers and non-finite numbers as they are — only when the cheap scan of
+    the bytes found something suspicious."""
     if _SUSPICIOUS.search(raw) is None:
         return
+    if value is _UNPARSED:
+        try:
+            value = json.loads(raw)
+        except ValueError:  # the validator accepted it; the standard parser has nothing to add
+            return
     found = _unstorable(value, "")
     if found is not None:
         raise invalid_field(*found)

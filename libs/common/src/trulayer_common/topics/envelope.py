@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 P = TypeVar("P")
@@ -38,6 +39,15 @@ UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 class InvalidRecordError(ValueError):
     """A record that cannot be decoded: not JSON, not this topic's shape, a newer schema version,
     a field of the wrong type. The message says which; consumers dead-letter or skip the record."""
+
+
+def json_text(value: Any, field: str) -> str:
+    """A free-form field of a decoded record as the JSON text a column stores. A value JSON text
+    cannot hold (an integer beyond 64 bits) makes the record invalid, not the consumer dead."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError as exc:
+        raise InvalidRecordError(f"{field} cannot be stored as JSON text: {exc}") from None
 
 
 class Envelope(BaseModel, Generic[P]):
