@@ -119,4 +119,6 @@ class LivePublisher:
             FRAMES_PUBLISHED.inc(sum(len(f) for f in by_tenant.values()))
         except Exception as exc:  # Redis away: the traces are stored; live frames are lost
             PUBLISH_FAILURES.inc()
+            # Ask again only after the refresh interval: a batch must not wait on Redis each time.
+            self._tenants, self._read_at = frozenset(), time.monotonic()
             log.warning("live_publish_failed", error=repr(exc)[:300])

@@ -217,12 +217,15 @@ class ClickHouse:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.policy.nice)
 
     async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
         self._wrote_at = time.monotonic()
         try:
-            return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args, **kwargs))
+            return await self._on_write_lane(fn, *args, **kwargs)
         finally:
             self._wrote_at = time.monotonic()
+
+    async def _on_write_lane(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args, **kwargs))
 
     def _writing(self) -> bool:
         """Whether the writer worked in the last second (ingest is running)."""
@@ -330,7 +333,8 @@ class ClickHouse:
     async def ping(self) -> bool:
         """Whether the engine answers (on the write lane: a full read pool is not an outage)."""
         try:
-            return bool(await self._write(self._writer.command, "SELECT 1"))
+            # Not counted as writing: a probe must not hold back reads (_ReadBudget).
+            return bool(await self._on_write_lane(self._writer.command, "SELECT 1"))
         except Exception:
             return False
 
