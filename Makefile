@@ -26,13 +26,13 @@ TEST_ENV := TRULAYER_DATA_DIR=$(TEST_DATA) TRULAYER_KAFKA_PORT=$(TEST_KAFKA_PORT
 INFRA_TEST := $(BIN)/python -m trulayer_local.infra --data-dir $(TEST_DATA) --kafka-port $(TEST_KAFKA_PORT) \
               --kafka-controller-port $(TEST_KAFKA_CONTROLLER_PORT) --redis-port $(TEST_REDIS_PORT)
 
-.PHONY: help install up down test test-unit check lint fmt bench bench-otlp bench-sdk chaos topic-schemas clean
+.PHONY: help install up down test test-unit check lint fmt bench bench-otlp bench-sdk bench-reads chaos topic-schemas clean
 
 help:
 	@echo "make up     start the local stack (Ctrl-C stops it)"
 	@echo "make down   stop a local stack left behind"
 	@echo "make test   lint, types and the whole test suite against a private Kafka/Redis/chDB"
-	@echo "make bench  benchmarks against a running 'make up' stack (bench-otlp, bench-sdk: one each)"
+	@echo "make bench  benchmarks against a running 'make up' stack, then the read bench on a stack of its own (bench-otlp, bench-sdk, bench-reads: one each)"
 	@echo "make chaos  fault injection on a stack of its own (own ports and data); prints the fault table"
 	@echo "make topic-schemas  regenerate docs/topics/*.json from the record types"
 
@@ -85,12 +85,18 @@ bench: install
 	@$(BIN)/python bench/control_bench.py
 	@$(BIN)/python bench/otlp_bench.py
 	@$(BIN)/python bench/sdk_overhead_bench.py
+	@# The read path at 10 million traces: a stack of its own (.trulayer/bench-reads, ports 28xxx).
+	@$(BIN)/python bench/read_bench.py
 
 bench-otlp: install
 	@$(BIN)/python bench/otlp_bench.py
 
 bench-sdk: install
 	@$(BIN)/python bench/sdk_overhead_bench.py
+
+# The read path at 10 million traces: a stack of its own (.trulayer/bench-reads, ports 28xxx).
+bench-reads: install
+	@$(BIN)/python bench/read_bench.py
 
 # Its own stack on free ports and in .trulayer/chaos: runs beside a `make up` stack.
 chaos: install

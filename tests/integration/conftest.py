@@ -38,6 +38,7 @@ from ingest_worker.settings import IngestWorkerSettings
 from ingest_worker.writers import (
     TableWriter,
     alerts_writer,
+    dead_letters_writer,
     decisions_writer,
     evaluations_writer,
     feedback_writer,
@@ -46,6 +47,8 @@ from ingest_worker.writers import (
 from trulayer_common.clickhouse import ClickHouse, apply_migrations, create_clickhouse
 from trulayer_common.config import ConfigState, hash_api_key
 from trulayer_common.kafka import create_producer, ensure_topics
+from trulayer_common.live import LivePublisher
+from trulayer_common.redis import create_redis
 from trulayer_common.secret_box import generate_key_spec
 from trulayer_common.settings import ServiceSettings
 
@@ -172,11 +175,14 @@ class Harness:
         self._producer = create_producer(self.base, client_id="tests-control")
         await self._producer.start()
         self.writer = ConfigLogWriter(self._producer)
-        self.worker = trace_writer(self.worker_settings, self.clickhouse)
+        # The trace writer announces stored traces to the live tail, as in the ingest-worker.
+        self.redis = create_redis(self.base.redis_url)
+        self.live = LivePublisher(self.redis)
+        self.worker = trace_writer(self.worker_settings, self.clickhouse, self.live)
         await self.worker.start()
         self.alerts_writer = alerts_writer(self.worker_settings, self.clickhouse)
         await self.alerts_writer.start()
-        for factory in (feedback_writer, evaluations_writer):
+        for factory in (feedback_writer, evaluations_writer, dead_letters_writer):
             writer = factory(self.worker_settings, self.clickhouse)
             await writer.start()
             self.quality_writers.append(writer)
@@ -198,7 +204,7 @@ class Harness:
 
     async def restart_worker(self, **overrides: Any) -> TableWriter:
         settings = self.worker_settings.model_copy(update=overrides)
-        self.worker = trace_writer(settings, self.clickhouse)
+        self.worker = trace_writer(settings, self.clickhouse, self.live)
         await self.worker.start()
         return self.worker
 
@@ -215,6 +221,7 @@ class Harness:
         await self.alerts_writer.stop()
         await self.worker.stop()
         await self._producer.stop()
+        await self.redis.aclose()
         self.clickhouse.close()
 
     async def start_alerter(self) -> web.Application:

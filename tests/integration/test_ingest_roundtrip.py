@@ -58,8 +58,15 @@ async def test_trace_round_trip_with_spans_and_events(http: aiohttp.ClientSessio
     assert stored["events"][0]["span_id"] == "s-llm"
 
     params = {"from": "2026-11-22T00:00:00Z", "to": "2026-11-23T00:00:00Z"}
-    async with http.get(f"{harness.gateway_url}/v1/metrics", params=params, headers=tenant.headers) as resp:
-        metrics = await resp.json()
+
+    async def counted() -> Any:
+        # Aggregates of past hours come from rollups, written by views within the same insert
+        # as the trace: they may show it a few milliseconds after the trace itself is readable.
+        async with http.get(f"{harness.gateway_url}/v1/metrics", params=params, headers=tenant.headers) as resp:
+            body = await resp.json()
+        return body if body["total_traces"] else None
+
+    metrics = await eventually(counted)
     MetricsResponse.model_validate(metrics)
     assert metrics["total_traces"] == 1
     assert metrics["error_count"] == 0

@@ -74,6 +74,12 @@ def export_service_env(cfg: infra.InfraConfig) -> None:
     # after a crash take its partitions back at once.
     os.environ.setdefault("KAFKA_GROUP_INSTANCE_ID", "local")
     os.environ.setdefault("CONFIG_SECRET_KEYS", local_config_secret_keys(cfg.data_dir))
+    # One process runs every service on the engine embedded in it: reads get one of its threads
+    # at a time (one core), and while ingest runs, scans a third of that core's time, so ingest
+    # keeps the rest (docs/reads.md).
+    os.environ.setdefault("CLICKHOUSE_READ_CONCURRENCY", "1")
+    os.environ.setdefault("CLICKHOUSE_READ_MAX_THREADS", "1")
+    os.environ.setdefault("CLICKHOUSE_READ_DUTY_CYCLE", "0.3")
 
 
 def local_session_secret(data_dir: Path) -> str:

@@ -139,7 +139,9 @@ class LocalStack:
         """Start every foreground service, in order, and launch the background ones; returns
         name → URL for those with a port (a background one answers once it has started)."""
         await ensure_topics(self.settings)
-        self.clickhouse = create_clickhouse(self.settings.clickhouse_url, self.settings.clickhouse_database)
+        self.clickhouse = create_clickhouse(
+            self.settings.clickhouse_url, self.settings.clickhouse_database, self.settings.clickhouse_read_policy()
+        )
         await apply_migrations(self.clickhouse)
         urls: dict[str, str] = {}
         try:

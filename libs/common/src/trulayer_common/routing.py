@@ -59,6 +59,8 @@ class Operation:
     errors: tuple[int, ...] = STANDARD_ERRORS
     content_type: str = "application/json"
     description: str = ""
+    # Media types of a success answer that is not a JSON model (a stream: CSV, SSE).
+    response_media: tuple[str, ...] = ()
     # Other media types the request body, and the 2xx answer to it, may also use (binary
     # encodings of the same message: OTLP's application/x-protobuf).
     binary_content_types: tuple[str, ...] = ()

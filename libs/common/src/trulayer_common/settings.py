@@ -14,6 +14,7 @@ from typing import Annotated, Literal, NoReturn, Self, TypeVar
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from trulayer_common.clickhouse.client import ReadPolicy
 from trulayer_common.outbound import OutboundPolicy
 from trulayer_common.secret_box import SecretBox
 
@@ -65,6 +66,26 @@ class ServiceSettings(BaseSettings):
         description="chdb:///abs/path or chdb://./relative/path for embedded chDB, http(s)://host:8123 for a server",
     )
     clickhouse_database: str = "trulayer"
+    # Reads (issue 10): a bounded pool beside the writer's own connection (clickhouse/client.py).
+    clickhouse_read_concurrency: int = Field(default=4, ge=1, le=64, description="reads running at once")
+    clickhouse_read_queue: int = Field(
+        default=64, ge=0, le=10_000, description="reads waiting for a reader; beyond it a read is refused (503)"
+    )
+    clickhouse_read_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="max_execution_time of a read"
+    )
+    clickhouse_read_max_threads: int = Field(
+        default=0, ge=0, le=256, description="threads per read (0: engine default)"
+    )
+    clickhouse_read_duty_cycle: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="share of the readers' time sustained scans may use (a token bucket of engine time, 2 s burst)",
+    )
+    clickhouse_read_nice: int = Field(
+        default=10, ge=0, le=19, description="nice value of the engine threads running a read (0: same as the writer)"
+    )
     log_level: str = "INFO"
     log_json: bool | None = Field(default=None, description="JSON logs; default: JSON unless stderr is a TTY")
     kafka_max_message_bytes: int = 16 * 1024 * 1024
@@ -120,6 +141,16 @@ class ServiceSettings(BaseSettings):
         if self.config_secret_keys is not None:
             SecretBox.parse(self.config_secret_keys.get_secret_value())
         return self
+
+    def clickhouse_read_policy(self) -> ReadPolicy:
+        return ReadPolicy(
+            concurrency=self.clickhouse_read_concurrency,
+            queue=self.clickhouse_read_queue,
+            max_seconds=self.clickhouse_read_timeout_seconds,
+            max_threads=self.clickhouse_read_max_threads,
+            nice=self.clickhouse_read_nice,
+            duty_cycle=self.clickhouse_read_duty_cycle,
+        )
 
     def outbound_policy(self) -> OutboundPolicy:
         return OutboundPolicy.parse(self.egress_allowlist)

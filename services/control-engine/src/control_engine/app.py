@@ -83,7 +83,9 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 def _clickhouse(shared: ClickHouse | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[settings_key]
-        async with clickhouse_for(settings.clickhouse_url, settings.clickhouse_database, shared) as ch:
+        async with clickhouse_for(
+            settings.clickhouse_url, settings.clickhouse_database, shared, settings.clickhouse_read_policy()
+        ) as ch:
             app[clickhouse_key] = ch
             app[audit_key] = AuditLog(ch)
             yield

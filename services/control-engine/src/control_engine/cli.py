@@ -95,7 +95,7 @@ async def setup(settings: ControlEngineSettings) -> None:
     """One-shot set-up of a distributed install: topics with their partition counts, migrations."""
     created = await ensure_topics(settings)
     print(f"topics created: {', '.join(created) or 'none (all exist)'}")
-    ch = create_clickhouse(settings.clickhouse_url, settings.clickhouse_database)
+    ch = create_clickhouse(settings.clickhouse_url, settings.clickhouse_database, settings.clickhouse_read_policy())
     try:
         applied = await apply_migrations(ch)
     finally:

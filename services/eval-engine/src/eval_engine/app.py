@@ -59,7 +59,9 @@ def _run(shared: ClickHouse | None) -> Callable[[web.Application], AsyncIterator
             async with (
                 broker_health(settings, [topics.EVAL_RESULTS, topics.EVAL_REQUESTS]) as health,
                 connected_redis(settings.redis_url) as redis,
-                clickhouse_for(settings.clickhouse_url, settings.clickhouse_database, shared) as ch,
+                clickhouse_for(
+                    settings.clickhouse_url, settings.clickhouse_database, shared, settings.clickhouse_read_policy()
+                ) as ch,
                 aiohttp.ClientSession() as http,
             ):
                 app[reader_key], app[producer_key], app[clickhouse_key], app[redis_key] = reader, producer, ch, redis

@@ -14,9 +14,13 @@ from dataclasses import replace
 from gateway import alerting_reads, control_sdk, evaluation_reads
 from gateway.control_proxy import forward_to
 from gateway.evals import get_catalog, post_eval
+from gateway.export import FORMATS, export_traces
 from gateway.feedback import post_feedback
 from gateway.ingest import ingest_batch, ingest_one
+from gateway.ingestion_health import WINDOWS, get_ingestion_health
+from gateway.live_tail import live_traces
 from gateway.metrics import get_metrics
+from gateway.metrics_query import post_metrics_query
 from gateway.openapi import docs, openapi_json
 from gateway.otlp import PROTOBUF, otlp_traces
 from gateway.routes import Route
@@ -45,7 +49,9 @@ from trulayer_common.schemas.evals import (
     FeedbackCreate,
     FeedbackOut,
 )
+from trulayer_common.schemas.metrics_query import MetricsQueryRequest, MetricsQueryResponse
 from trulayer_common.schemas.otlp import OtlpExportResponse, OtlpExportTraceRequest
+from trulayer_common.schemas.reads import IngestionHealth
 from trulayer_common.schemas.responses import (
     BatchIngestResponse,
     DuplicateResponse,
@@ -76,7 +82,8 @@ TRACE_FILTERS = (
     QueryParam("session_id", "string", ""),
 )
 _INGEST_ERRORS = (400, 401, 403, 413, 415, 422, 429, 503)
-_READ_ERRORS = (400, 401, 403, 404, 429, 503)
+# 503: the read pool is full (Retry-After); 504: a read stopped at its time limit.
+_READ_ERRORS = (400, 401, 403, 404, 429, 503, 504)
 
 
 def _ingest() -> list[Route]:
@@ -166,6 +173,50 @@ def _reads() -> list[Route]:
             ),
             list_traces,
         ),
+        # Declared before /v1/traces/{trace_id}, which would otherwise match them.
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/traces/export",
+                READ,
+                "read",
+                Operation(
+                    "Every trace matching the filters, newest first, streamed as CSV or JSON lines",
+                    "traces",
+                    responses={200: None},
+                    query=(
+                        *TRACE_FILTERS,
+                        QueryParam("format", "string", "csv (default) or jsonl", tuple(FORMATS)),
+                        QueryParam("limit", "integer", "at most this many traces (1..10,000,000)"),
+                    ),
+                    errors=_READ_ERRORS,
+                    response_media=tuple(FORMATS.values()),
+                    description="Columns and memory bounds: docs/reads.md.",
+                ),
+                "traces.export",
+            ),
+            export_traces,
+        ),
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/traces/live",
+                READ,
+                "read",
+                Operation(
+                    "Server-Sent Events: one frame per newly stored trace of the tenant",
+                    "traces",
+                    responses={200: None},
+                    query=(QueryParam("project_id", "string", "only this project's traces"),),
+                    errors=(*_READ_ERRORS, 429),
+                    response_media=("text/event-stream",),
+                    description="Frames `data: {trace_id, project_id, name, model, status, latency_ms, created_at}`; "
+                    "heartbeat comments on idle streams; a client that falls behind is dropped (docs/reads.md).",
+                ),
+                "traces.live",
+            ),
+            live_traces,
+        ),
         Route(
             RouteSpec(
                 "GET",
@@ -198,6 +249,44 @@ def _reads() -> list[Route]:
                 "metrics.summary",
             ),
             get_metrics,
+        ),
+        Route(
+            RouteSpec(
+                "POST",
+                "/v1/metrics/query",
+                READ,
+                "read",
+                Operation(
+                    "Analytical query: a distribution or a timeseries of aggregations over a data source",
+                    "metrics",
+                    MetricsQueryRequest,
+                    {200: MetricsQueryResponse},
+                    errors=(*_READ_ERRORS, 413, 415),
+                    description="TrueFoundry's metrics-query wire shape (API.md 'Read'); docs/reads.md",
+                ),
+                "metrics.query",
+            ),
+            post_metrics_query,
+        ),
+        Route(
+            RouteSpec(
+                "GET",
+                "/v1/ingestion-health",
+                READ,
+                "read",
+                Operation(
+                    "Ingestion health: request outcomes, ingest lag, dead letters, last trace",
+                    "metrics",
+                    responses={200: IngestionHealth},
+                    query=(
+                        QueryParam("project_id", "string", "project id or name (traces, lag, dead letters)"),
+                        QueryParam("window", "string", "default 24h", tuple(WINDOWS)),
+                    ),
+                    errors=_READ_ERRORS,
+                ),
+                "ingestion.health",
+            ),
+            get_ingestion_health,
         ),
     ]
 

@@ -19,11 +19,16 @@ from gateway.control_proxy import control_proxy_ctx
 from gateway.control_sdk import bundles_key, decision_log_key, live_signals_key, stream_hub_key
 from gateway.decision_log import DecisionLog
 from gateway.dedup import TraceDeduplicator
+from gateway.ingest_outcomes import ingest_outcomes_ctx, ingest_outcomes_middleware
 from gateway.key_usage import KeyUsageRecorder, key_usage_key
 from gateway.limits import RateLimiter, add_rate_limit_headers, limits_middleware, rate_limiter_key
 from gateway.live_signals import LiveSignals
+from gateway.live_tail import end_live_streams, live_hub_ctx
+from gateway.metrics_query import query_engine_key
 from gateway.openapi import OpenApiDocument, openapi_key
 from gateway.policy_bundles import PolicyBundles
+from gateway.query.engine import MetadataKeys, QueryEngine
+from gateway.read_errors import read_errors_middleware
 from gateway.resources import (
     clickhouse_key,
     config_reader_key,
@@ -73,8 +78,11 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 def _clickhouse(shared: ClickHouse | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[settings_key]
-        async with clickhouse_for(settings.clickhouse_url, settings.clickhouse_database, shared) as ch:
+        async with clickhouse_for(
+            settings.clickhouse_url, settings.clickhouse_database, shared, settings.clickhouse_read_policy()
+        ) as ch:
             app[clickhouse_key] = ch
+            app[query_engine_key] = QueryEngine(ch, MetadataKeys(ch))
             yield
 
     return ctx
@@ -152,7 +160,14 @@ async def _limits(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: GatewaySettings, *, clickhouse: ClickHouse | None = None) -> web.Application:
     app = web.Application(
-        middlewares=[request_id_middleware(settings.service_name), path_guard, auth_middleware, limits_middleware]
+        middlewares=[
+            request_id_middleware(settings.service_name),
+            read_errors_middleware,
+            path_guard,
+            auth_middleware,
+            ingest_outcomes_middleware,
+            limits_middleware,
+        ]
     )
     app[settings_key] = settings
     table = RouteTable(gateway_routes(settings))
@@ -160,9 +175,20 @@ def create_app(settings: GatewaySettings, *, clickhouse: ClickHouse | None = Non
     app[route_table_key] = table
     app[openapi_key] = OpenApiDocument(table.specs)
     app.cleanup_ctx.extend(
-        [_kafka, _redis, _clickhouse(clickhouse), _config, _control, _auth, _limits, control_proxy_ctx]
+        [
+            _kafka,
+            _redis,
+            _clickhouse(clickhouse),
+            _config,
+            _control,
+            _auth,
+            _limits,
+            control_proxy_ctx,
+            ingest_outcomes_ctx,
+            live_hub_ctx,
+        ]
     )
-    app.on_shutdown.append(_end_streams)
+    app.on_shutdown.extend([_end_streams, end_live_streams])
     app.on_response_prepare.append(add_rate_limit_headers)
 
     async def kafka_ready() -> bool:

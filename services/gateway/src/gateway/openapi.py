@@ -101,6 +101,8 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
             answer["content"] = {"application/json": {"schema": _ref(model)}}
             if status < 300:
                 answer["content"].update(binary)
+        elif status < 300 and doc.response_media:
+            answer["content"] = {media: {"schema": {"type": "string"}} for media in doc.response_media}
         responses[str(status)] = answer
     errors = set(doc.errors)
     if not spec.access.public:

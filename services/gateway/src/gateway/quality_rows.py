@@ -75,8 +75,11 @@ async def trace_quality(
         "SELECT id, trace_id, project_id, label, score, comment, metadata, created_at "
         f"FROM {ch.database}.feedback FINAL WHERE {scope} ORDER BY created_at, id",
         key,
+        quick=True,
     )
     evaluations = await ch.query(
-        f"SELECT {COLUMNS} FROM {ch.database}.evaluations FINAL WHERE {scope} ORDER BY created_at, id", key
+        f"SELECT {COLUMNS} FROM {ch.database}.evaluations FINAL WHERE {scope} ORDER BY created_at, id",
+        key,
+        quick=True,
     )
     return [feedback_json(r) for r in feedback], [evaluation_json(r) for r in evaluations]

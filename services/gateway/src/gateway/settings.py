@@ -57,6 +57,23 @@ class GatewaySettings(ServiceSettings):
         default=5.0, description="catch-up with the config log before a read that must see the caller's writes"
     )
 
+    # Live tail (GET /v1/traces/live): bounded per client, heartbeats on idle streams.
+    live_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, le=300, description="idle streams get a comment this often"
+    )
+    live_client_buffer: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="messages (stored batches) a client may fall behind before it is dropped",
+    )
+    live_max_clients_per_tenant: int = Field(default=100, ge=1, description="live connections per tenant per gateway")
+    live_write_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="a live socket that takes no write for this long is dropped"
+    )
+    live_send_buffer_bytes: int = Field(default=64 * 1024, ge=4096, description="kernel send buffer of a live socket")
+    # Ingestion health: outcomes of ingest requests, counted here and flushed to Redis.
+    ingest_outcomes_flush_seconds: float = Field(default=5.0, gt=0, le=60)
     # The SDK surface of the control plane (docs/control-plane.md).
     control_stream_heartbeat_seconds: float = Field(default=15.0, gt=0, description="SSE comment after this silence")
     control_stream_write_timeout_seconds: float = Field(default=5.0, gt=0, description="a slower client is dropped")

@@ -37,6 +37,7 @@ async def _stored(request: web.Request, tenant_id: str, trace_id: str) -> TraceR
         f"SELECT project_id, model FROM {ch.database}.traces "
         "WHERE tenant_id = {tenant:String} AND id = {id:String} LIMIT 1",
         {"tenant": tenant_id, "id": trace_id},
+        quick=True,
     )
     return TraceRef(trace_id, rows[0]["project_id"], rows[0]["model"]) if rows else None
 

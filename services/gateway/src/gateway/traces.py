@@ -1,25 +1,30 @@
 """``GET /v1/traces`` (filters, cursor pagination) and ``GET /v1/traces/{id}``.
 
 Reads go to ClickHouse with server-side bound parameters only; ``FINAL`` collapses rows that
-a redelivered Kafka record wrote twice.
+a redelivered Kafka record wrote twice. A page reads only the newest hours that hold it
+(:mod:`gateway.trace_window`), so its cost does not grow with the tenant's history.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
-from multidict import MultiMapping
 
-from gateway.auth import Principal, project_for_read
-from gateway.params import bad_param, decode_cursor, encode_cursor, get_bool, get_float, get_int, get_str, get_time, iso
+from gateway.auth import Principal
+from gateway.params import decode_cursor, encode_cursor, get_int, get_str, iso
 from gateway.quality_rows import trace_quality
-from gateway.resources import clickhouse_key, config_state, principal_key
+from gateway.resources import clickhouse_key, principal_key
+from gateway.trace_filters import TraceFilters, Where, trace_filters
+from gateway.trace_window import Count, hour_counts, minute_counts, needed_hours, windows
+from trulayer_common.clickhouse import ClickHouse
 from trulayer_common.errors import ApiError
-from trulayer_common.failures import FAILURE_TYPES
 from trulayer_common.http import json_response
+
+__all__ = ["TRACE_COLUMNS", "PageCounts", "Where", "get_trace", "list_traces", "newest_page", "trace_out"]
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -29,74 +34,6 @@ TRACE_COLUMNS = (
     "status, failure_type, prompt_tokens, completion_tokens, total_tokens, tag_list, tag_map, metadata, "
     "started_at, ended_at, created_at, span_count"
 )
-
-
-@dataclass
-class Where:
-    """A conjunction of SQL conditions with their bound parameters."""
-
-    clauses: list[str] = field(default_factory=list)
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, clause: str, **params: Any) -> None:
-        self.clauses.append(clause)
-        self.params.update(params)
-
-    def sql(self) -> str:
-        return " AND ".join(self.clauses) if self.clauses else "1"
-
-
-def trace_filters(query: MultiMapping[str], principal: Principal, request: web.Request) -> Where:
-    """The filters of API.md shared by list, export and metrics; every value bound, never spliced."""
-    where = Where()
-    where.add("tenant_id = {tenant:String}", tenant=principal.tenant.id)
-    project = get_str(query, "project_id")
-    if project is not None:
-        resolved = project_for_read(request.app[config_state], principal, project)
-        where.add("project_id = {project:String}", project=resolved.id)
-    if (model := get_str(query, "model")) is not None:
-        where.add("model = {model:String}", model=model)
-    error = get_bool(query, "error")
-    if error is not None:
-        where.add("error IS NOT NULL" if error else "error IS NULL")
-    failure = get_str(query, "failure_type")
-    if failure is not None:
-        if failure not in FAILURE_TYPES:
-            raise bad_param("failure_type", f"expected one of {', '.join(FAILURE_TYPES)}")
-        where.add("failure_type = {failure:String}", failure=failure)
-    start, end = get_time(query, "from"), get_time(query, "to")
-    if start is not None:
-        where.add("started_at >= {from_ts:DateTime64(3, 'UTC')}", from_ts=start)
-    if end is not None:
-        where.add("started_at < {to_ts:DateTime64(3, 'UTC')}", to_ts=end)
-    if start is not None and end is not None and start > end:
-        raise bad_param("from", "must not be after 'to'")
-    for name, column, op in (
-        ("latency_min", "latency_ms", ">="),
-        ("latency_max", "latency_ms", "<="),
-    ):
-        value = get_float(query, name)
-        if value is not None:
-            where.add(f"{column} {op} {{{name}:Float64}}", **{name: value})
-    for name, op in (("token_count_min", ">="), ("token_count_max", "<=")):
-        count = get_int(query, name, 0, 2**31)
-        if count is not None:
-            where.add(f"total_tokens {op} {{{name}:UInt64}}", **{name: count})
-    tag_key, tag_value = get_str(query, "tag_key", 64), get_str(query, "tag_value", 64)
-    if tag_value is not None and tag_key is None:
-        raise bad_param("tag_value", "needs tag_key")
-    if tag_key is not None and tag_value is None:
-        where.add("(has(tag_list, {tag_key:String}) OR mapContains(tag_map, {tag_key:String}))", tag_key=tag_key)
-    elif tag_key is not None:
-        where.add(
-            "(tag_map[{tag_key:String}] = {tag_value:String} "
-            "OR has(tag_list, concat({tag_key:String}, ':', {tag_value:String})))",
-            tag_key=tag_key,
-            tag_value=tag_value,
-        )
-    if (session := get_str(query, "session_id")) is not None:
-        where.add("session_id = {session:String}", session=session)
-    return where
 
 
 def _json_field(text: str) -> Any:
@@ -137,25 +74,63 @@ def trace_out(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass
+class PageCounts:
+    """The rollup counts a run of pages plans with (an export reads them once)."""
+
+    hours: list[Count]
+    minutes: dict[datetime, list[Count]] = field(default_factory=dict)
+
+
+async def newest_page(
+    ch: ClickHouse,
+    filters: TraceFilters,
+    limit: int,
+    after: tuple[datetime, str] | None,
+    counts: PageCounts | None = None,
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` traces matching ``filters`` (older than the cursor ``after``), newest
+    first. ``counts``: the counts of the filters when the caller keeps them across pages."""
+    if after is not None and after[0].tzinfo is None:  # a row's time, as the engine returns it
+        after = (after[0].replace(tzinfo=UTC), after[1])
+    upper = after[0] if after is not None else filters.end
+    if filters.end is not None and upper is not None:
+        upper = min(upper, filters.end)
+    if counts is None:
+        counts = PageCounts(await hour_counts(ch, filters, upper, filters.start))
+    for hour in needed_hours(counts.hours, upper, limit, filters):
+        if hour not in counts.minutes:
+            counts.minutes[hour] = await minute_counts(ch, filters, hour)
+    where = Where(list(filters.where.clauses), dict(filters.where.params))
+    if after is not None:
+        where.add(
+            "(started_at, id) < ({c_started:DateTime64(3, 'UTC')}, {c_id:String})", c_started=after[0], c_id=after[1]
+        )
+    rows: list[dict[str, Any]] = []
+    for lower in (*windows(counts.hours, counts.minutes, upper, limit, filters), None):
+        window = ""
+        params = dict(where.params)
+        if lower is not None:
+            window = " AND started_at >= {w_lower:DateTime64(3, 'UTC')}"
+            params["w_lower"] = lower
+        rows = await ch.query(
+            f"SELECT {TRACE_COLUMNS} FROM {ch.database}.traces FINAL WHERE {where.sql()}{window} "
+            "ORDER BY started_at DESC, id DESC LIMIT {limit:UInt32}",
+            {**params, "limit": limit},
+        )
+        if len(rows) >= limit:
+            break
+    return rows
+
+
 async def list_traces(request: web.Request) -> web.Response:
     principal: Principal = request[principal_key]
     query = request.query
-    where = trace_filters(query, principal, request)
+    filters = trace_filters(query, principal, request)
     limit = get_int(query, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
     cursor = get_str(query, "cursor", 1024)
-    if cursor is not None:
-        c_started, c_id = decode_cursor(cursor)
-        where.add(
-            "(started_at, id) < ({c_started:DateTime64(3, 'UTC')}, {c_id:String})",
-            c_started=c_started,
-            c_id=c_id,
-        )
-    ch = request.app[clickhouse_key]
-    rows = await ch.query(
-        f"SELECT {TRACE_COLUMNS} FROM {ch.database}.traces FINAL WHERE {where.sql()} "
-        "ORDER BY started_at DESC, id DESC LIMIT {limit:UInt32}",
-        {**where.params, "limit": limit + 1},
-    )
+    after = decode_cursor(cursor) if cursor is not None else None
+    rows = await newest_page(request.app[clickhouse_key], filters, limit + 1, after)
     has_more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1]["started_at"], rows[-1]["id"]) if has_more else None
@@ -174,6 +149,7 @@ async def get_trace(request: web.Request) -> web.Response:
         f"SELECT {TRACE_COLUMNS} FROM {ch.database}.traces "
         "WHERE tenant_id = {tenant:String} AND id = {id:String} ORDER BY created_at DESC LIMIT 1",
         {"tenant": principal.tenant.id, "id": trace_id},
+        quick=True,
     )
     if not rows:
         raise ApiError(404, "Trace not found", "not_found")
@@ -185,12 +161,14 @@ async def get_trace(request: web.Request) -> web.Response:
         f"FROM {ch.database}.spans FINAL WHERE tenant_id = {{tenant:String}} AND project_id = {{project:String}} "
         "AND trace_id = {trace:String} ORDER BY start_time, id",
         key,
+        quick=True,
     )
     events = await ch.query(
         "SELECT id, span_id, level, message, metadata, timestamp "
         f"FROM {ch.database}.events FINAL WHERE tenant_id = {{tenant:String}} AND project_id = {{project:String}} "
         "AND trace_id = {trace:String} ORDER BY timestamp, id",
         key,
+        quick=True,
     )
     trace["spans"] = [
         {

@@ -22,14 +22,21 @@ spans, the first span error. Tokens, cost and span count are summed over every s
 Each derived row is a new version whose ``created_at`` is later than any stored version of the
 trace, so the newest (``FINAL``, ``ORDER BY created_at DESC``) is derived from the most spans and
 the root's version replaces a placeholder. Versions share the sorting key unless the trace's
-start date changes (a root begun before midnight UTC arriving after a child begun after it):
-the older versions under another date are then deleted. See ``docs/otlp.md``.
+start hour changes (a root begun before the hour arriving after a child begun after it; the key
+is ``(tenant, toStartOfHour(started_at), project, id)`` since migration 0008): the older
+versions under another hour are then deleted. See ``docs/otlp.md``.
+
+The rollups count every row inserted into ``traces`` (migration 0008's views). Before a new
+version of a trace seen before is inserted, the newest stored version goes to
+``trace_rollup_retractions`` (a Null table whose views subtract it from the rollups), so the
+rollups hold each trace once, as its newest version: exact for counts, sums and histograms (a
+superseded version's latency can still be the min or max of its bucket; see docs/reads.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -42,7 +49,7 @@ from trulayer_common.logging import get_logger
 log = get_logger(__name__)
 TRACES_DERIVED = Counter("trulayer_ingest_otlp_traces_derived_total", "trace rows derived from OTLP spans", ["source"])
 STALE_DELETED = Counter(
-    "trulayer_ingest_otlp_stale_versions_deleted_total", "older trace versions deleted after a start-date change"
+    "trulayer_ingest_otlp_stale_versions_deleted_total", "older trace versions deleted after a start-hour change"
 )
 
 Key = tuple[str, str, str]  # tenant, project, trace id
@@ -84,9 +91,9 @@ WHERE tenant_id IN {{tenants:Array(String)}}
   AND (tenant_id, project_id, trace_id) IN {{keys:Array(Tuple(String, String, String))}}
 GROUP BY tenant_id, project_id, trace_id
 """
-# The stored versions of the touched traces: whether there is one, its start dates, the newest.
+# The stored versions of the touched traces: whether there is one, its start hours, the newest.
 _VERSIONS_SQL = """
-SELECT tenant_id, project_id, id, groupUniqArray(toDate(started_at)) AS dates, max(created_at) AS newest
+SELECT tenant_id, project_id, id, groupUniqArray(toStartOfHour(started_at)) AS dates, max(created_at) AS newest
 FROM {db}.traces
 WHERE tenant_id IN {tenants:Array(String)}
   AND id IN {trace_ids:Array(String)}
@@ -96,8 +103,20 @@ GROUP BY tenant_id, project_id, id
 _DELETE_SQL = """
 DELETE FROM {db}.traces
 WHERE tenant_id = {tenant:String} AND project_id = {project:String} AND id = {id:String}
-  AND toDate(started_at) IN {dates:Array(Date)} AND created_at < {version:DateTime64(3, 'UTC')}
+  AND toStartOfHour(started_at) IN {dates:Array(DateTime('UTC'))} AND created_at < {version:DateTime64(3, 'UTC')}
 """
+# The newest stored version of the traces about to get a new one, as the rollups counted it.
+_NEWEST_SQL = """
+SELECT tenant_id, project_id, id, model, status, failure_type, metadata, started_at, created_at, retention_days,
+    latency_ms, cost, prompt_tokens, completion_tokens, total_tokens
+FROM {db}.traces
+WHERE tenant_id IN {tenants:Array(String)}
+  AND id IN {trace_ids:Array(String)}
+  AND (tenant_id, project_id, id) IN {keys:Array(Tuple(String, String, String))}
+ORDER BY created_at DESC
+LIMIT 1 BY tenant_id, project_id, id
+"""
+Announce = Callable[[Iterable[Mapping[str, Any]]], Awaitable[None]]
 
 
 def derive(part: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,8 +221,12 @@ def _key_of(row: Mapping[str, Any], id_field: str) -> Key:
     return (row["tenant_id"], row["project_id"], row[id_field])
 
 
-def _day(value: Any) -> date:
-    return value.date() if isinstance(value, datetime) else date.fromisoformat(str(value)[:10])
+def _hour(value: Any) -> datetime:
+    """The start of the hour of a time (a datetime, or ISO text), naive UTC."""
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if at.tzinfo is not None:
+        at = at.astimezone(UTC).replace(tzinfo=None)
+    return at.replace(minute=0, second=0, microsecond=0)
 
 
 def _params(keys: Iterable[Key]) -> dict[str, Any]:
@@ -213,7 +236,12 @@ def _params(keys: Iterable[Key]) -> dict[str, Any]:
 
 class TracePartSink(TableSink):
     """The trace writer's sink: writes the rows of a batch, then derives the trace rows of the
-    OTLP traces it touched. Writing the same batch again derives the same rows (idempotent)."""
+    OTLP traces it touched. Writing the same batch again derives the same rows (idempotent).
+    ``announce`` (the live tail) gets the trace rows of each written batch, derived ones too."""
+
+    def __init__(self, *args: Any, announce: Announce | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._announce = announce
 
     def size(self, item: TableRows) -> int:
         # A part counts as a trace: its trace row is derived after the write.
@@ -225,10 +253,11 @@ class TracePartSink(TableSink):
             for part in item.get(TRACE_PARTS, ()):
                 parts.setdefault(_key_of(part, "id"), []).append(part)
         await super().write([{t: rows for t, rows in item.items() if t != TRACE_PARTS} for item in items])
-        if parts:
-            await self._derive(parts)
+        derived = await self._derive(parts) if parts else []
+        if self._announce is not None:
+            await self._announce([*(row for item in items for row in item.get("traces", ())), *derived])
 
-    async def _derive(self, parts: dict[Key, list[dict[str, Any]]]) -> None:
+    async def _derive(self, parts: dict[Key, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         ch = self._clickhouse
         stored = {
             _key_of(r, "id"): r for r in await ch.query(_VERSIONS_SQL.replace("{db}", ch.database), _params(parts))
@@ -241,7 +270,7 @@ class TracePartSink(TableSink):
             summary = summarize(span for p in received for span in p.get("span_rows") or ())
             rows.append(self._row(key, part, summary, part["created_at"]))
         TRACES_DERIVED.labels("memory").inc(len(rows))
-        stale: list[tuple[Key, list[date], Any]] = []
+        stale: list[tuple[Key, list[datetime], Any]] = []
         if stored:
             summaries = await ch.query(_SUMMARY_SQL.replace("{db}", ch.database), _params(stored))
             for summary in summaries:
@@ -251,10 +280,13 @@ class TracePartSink(TableSink):
                 version = max(summary["derived_at"], previous["newest"] + _TICK)
                 row = self._row(key, _best(parts[key]), summary, version)
                 rows.append(row)
-                older = [d for d in previous["dates"] if _day(d) != _day(row["started_at"])]
+                older = [d for d in previous["dates"] if _hour(d) != _hour(row["started_at"])]
                 if older:
                     stale.append((key, older, version))
             TRACES_DERIVED.labels("stored").inc(len(summaries))
+            # What the rollups counted for these traces goes out before their new version comes in.
+            superseded = await ch.query(_NEWEST_SQL.replace("{db}", ch.database), _params(stored), quick=True)
+            await ch.insert_json_rows("trace_rollup_retractions", superseded, self._settings)
         await ch.insert_json_rows("traces", rows, self._settings)
         for (tenant, project, trace_id), dates, version in stale:
             await ch.command(
@@ -262,7 +294,8 @@ class TracePartSink(TableSink):
                 {"tenant": tenant, "project": project, "id": trace_id, "dates": dates, "version": version},
             )
             STALE_DELETED.inc()
-            log.info("otlp_trace_start_date_moved", trace_id=trace_id, deleted_dates=[str(d) for d in dates])
+            log.info("otlp_trace_start_hour_moved", trace_id=trace_id, deleted_hours=[str(d) for d in dates])
+        return rows
 
     @staticmethod
     def _row(key: Key, part: Mapping[str, Any], summary: Mapping[str, Any], version: Any) -> dict[str, Any]:

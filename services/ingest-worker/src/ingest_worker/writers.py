@@ -12,14 +12,20 @@ defined by a topic, a consumer group, a pure transform and the tables it writes.
   trace path never waits for it.
 * feedback: ``trulayer.feedback`` → ``feedback``; evaluations: ``trulayer.eval.results`` →
   ``evaluations`` (:mod:`ingest_worker.quality_rows`), each on a group of its own.
+* dead letters: ``trulayer.dlq`` → ``dead_letters`` (:mod:`ingest_worker.dead_letter_rows`), for
+  the ingestion health of each tenant.
 * decisions: ``trulayer.control.decisions`` → ``control_decisions``
   (:mod:`ingest_worker.decision_rows`), on a group of its own, batched by decision count.
+
+With a :class:`~trulayer_common.live.LivePublisher`, the trace writer announces the traces of
+each stored batch (OTLP traces as derived) to the live tail.
 
 A writer of a later topic is a transform and a table.
 """
 
 from __future__ import annotations
 
+from ingest_worker.dead_letter_rows import dead_letter_rows
 from ingest_worker.decision_rows import decision_rows
 from ingest_worker.quality_rows import evaluation_rows, feedback_rows
 from ingest_worker.rows import INSERT_SETTINGS, to_rows
@@ -28,27 +34,36 @@ from ingest_worker.trace_parts import TracePartSink
 from trulayer_common.clickhouse import ClickHouse
 from trulayer_common.clickhouse.table_sink import TableRows, TableSink
 from trulayer_common.consumer import BatchingConsumer, BatchPolicy, Record
-from trulayer_common.topics import alerts, control_decisions, eval_results, feedback, traces
+from trulayer_common.live import LivePublisher
+from trulayer_common.topics import alerts, control_decisions, dlq, eval_results, feedback, traces
 
 TableWriter = BatchingConsumer[TableRows]
 ROWS_PER_TRACE_UNIT = 10
 
 
-def trace_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> TableWriter:
+def trace_writer(
+    settings: IngestWorkerSettings, clickhouse: ClickHouse, live: LivePublisher | None = None
+) -> TableWriter:
     default_days = settings.default_retention_days
 
     def transform(record: Record) -> TableRows:
         return to_rows(traces.decode(record.value), default_days)
 
+    sink = TracePartSink(
+        clickhouse,
+        counted_table="traces",
+        rows_per_unit=ROWS_PER_TRACE_UNIT,
+        insert_settings=INSERT_SETTINGS,
+        written_last="traces",
+        announce=live.publish if live is not None else None,
+    )
     return BatchingConsumer(
         settings,
         name="traces",
         topic=traces.TOPIC,
         group_id=settings.worker_group_id,
         transform=transform,
-        sink=TracePartSink(
-            clickhouse, counted_table="traces", rows_per_unit=ROWS_PER_TRACE_UNIT, insert_settings=INSERT_SETTINGS
-        ),
+        sink=sink,
         policy=BatchPolicy(
             max_size=settings.batch_max_traces,
             max_wait_ms=settings.batch_max_wait_ms,
@@ -118,4 +133,17 @@ def evaluations_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -
             max_wait_ms=settings.batch_max_wait_ms,
             dlq_max_per_minute=settings.dlq_max_per_minute,
         ),
+    )
+
+
+def dead_letters_writer(settings: IngestWorkerSettings, clickhouse: ClickHouse) -> TableWriter:
+    """Reads the dead-letter topic into ``dead_letters``; its transform never refuses a record."""
+    return BatchingConsumer(
+        settings,
+        name="dead_letters",
+        topic=dlq.TOPIC,
+        group_id=f"{settings.worker_group_id}-dead-letters",
+        transform=dead_letter_rows,
+        sink=TableSink(clickhouse),
+        policy=BatchPolicy(max_size=1_000, max_wait_ms=500, dlq_max_per_minute=settings.dlq_max_per_minute),
     )

@@ -5,7 +5,9 @@ idempotent (``IF NOT EXISTS``), so two services starting at once cannot break ea
 
 Besides plain SQL, a statement ``REBUILD TABLE {db}.<t> AS CREATE TABLE {db}.<t> ...``
 changes what ``ALTER`` cannot (partition or sorting key, column types) while keeping every row:
-create new, copy, swap, drop (:mod:`trulayer_common.clickhouse.rebuild`; idempotent too).
+create new, copy, swap, drop (:mod:`trulayer_common.clickhouse.rebuild`; idempotent too). And
+``REFILL VIEW {db}.<view>`` fills a materialized view's table from the rows already stored
+(:mod:`trulayer_common.clickhouse.refill`; idempotent: it empties the table first).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from importlib import resources
 
 from trulayer_common.clickhouse.client import ClickHouse
 from trulayer_common.clickhouse.rebuild import rebuild_table
+from trulayer_common.clickhouse.refill import refill_view
 from trulayer_common.logging import get_logger
 
 log = get_logger(__name__)
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _REBUILD = re.compile(r"^REBUILD TABLE \{db\}\.(?P<table>\w+) AS\s+(?P<create>CREATE TABLE .+)$", re.DOTALL)
+_REFILL = re.compile(r"^REFILL VIEW \{db\}\.(?P<view>\w+)$")
 
 
 def load_migrations() -> list[tuple[int, str, list[str]]]:
@@ -49,7 +53,7 @@ async def apply_migrations(ch: ClickHouse) -> list[int]:
         "(version UInt32, name String, applied_at DateTime DEFAULT now()) "
         "ENGINE = ReplacingMergeTree ORDER BY version"
     )
-    rows = await ch.query(f"SELECT version FROM {db}.schema_migrations FINAL")
+    rows = await ch.query(f"SELECT version FROM {db}.schema_migrations FINAL", max_seconds=None)
     done = {int(r["version"]) for r in rows}
     applied = []
     for version, name, statements in load_migrations():
@@ -64,9 +68,10 @@ async def apply_migrations(ch: ClickHouse) -> list[int]:
 
 
 async def run_statement(ch: ClickHouse, statement: str) -> None:
-    """One migration statement: SQL (``{db}`` replaced), or a ``REBUILD TABLE``."""
-    rebuild = _REBUILD.match(statement)
-    if rebuild is None:
+    """One migration statement: SQL (``{db}`` replaced), a ``REBUILD TABLE`` or a ``REFILL VIEW``."""
+    if (rebuild := _REBUILD.match(statement)) is not None:
+        await rebuild_table(ch, rebuild["table"], rebuild["create"])
+    elif (refill := _REFILL.match(statement)) is not None:
+        await refill_view(ch, refill["view"])
+    else:
         await ch.command(statement.replace("{db}", ch.database))
-        return
-    await rebuild_table(ch, rebuild["table"], rebuild["create"])

@@ -40,6 +40,7 @@ async def _create_query(ch: ClickHouse, table: str) -> str | None:
     rows = await ch.query(
         "SELECT create_table_query AS q FROM system.tables WHERE database = {db:String} AND name = {t:String}",
         {"db": ch.database, "t": table},
+        max_seconds=None,
     )
     return str(rows[0]["q"]) if rows else None
 
@@ -54,6 +55,7 @@ async def _shared_columns(ch: ClickHouse, target: str, source: str) -> str:
         "SELECT table, name FROM system.columns WHERE database = {db:String} AND table IN ({t:String}, {s:String}) "
         "ORDER BY position",
         {"db": ch.database, "t": target, "s": source},
+        max_seconds=None,
     )
     in_source = {r["name"] for r in rows if r["table"] == source}
     return ", ".join(f"`{r['name']}`" for r in rows if r["table"] == target and r["name"] in in_source)
@@ -63,9 +65,10 @@ async def _count(ch: ClickHouse, table: str) -> int:
     engine = await ch.query(
         "SELECT engine FROM system.tables WHERE database = {db:String} AND name = {t:String}",
         {"db": ch.database, "t": table},
+        max_seconds=None,
     )
     final = " FINAL" if engine and "Replacing" in str(engine[0]["engine"]) else ""
-    rows = await ch.query(f"SELECT count() AS n FROM {ch.database}.{table}{final}")
+    rows = await ch.query(f"SELECT count() AS n FROM {ch.database}.{table}{final}", max_seconds=None)
     return int(rows[0]["n"])
 
 
@@ -74,6 +77,7 @@ async def _newest_block(ch: ClickHouse, table: str) -> int:
         "SELECT max(max_block_number) AS b FROM system.parts WHERE database = {db:String} AND table = {t:String} "
         "AND active",
         {"db": ch.database, "t": table},
+        max_seconds=None,
     )
     return int(rows[0]["b"] or 0) if rows else 0
 
@@ -91,7 +95,9 @@ async def _note_mark(ch: ClickHouse, table: str, mark: int | None) -> int | None
             {"t": table, "m": mark},
         )
         return mark
-    rows = await ch.query(f"SELECT mark FROM {db}.schema_rebuilds FINAL WHERE table = {{t:String}}", {"t": table})
+    rows = await ch.query(
+        f"SELECT mark FROM {db}.schema_rebuilds FINAL WHERE table = {{t:String}}", {"t": table}, max_seconds=None
+    )
     return int(rows[0]["mark"]) if rows else None
 
 
@@ -147,6 +153,7 @@ async def _copy_stragglers(ch: ClickHouse, old: str, target: str, mark: int | No
         "SELECT name FROM system.parts WHERE database = {db:String} AND table = {t:String} AND active "
         "AND max_block_number > {m:UInt64}",
         {"db": db, "t": old, "m": mark or 0},
+        max_seconds=None,
     )
     if not parts:
         return

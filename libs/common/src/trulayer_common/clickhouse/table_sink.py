@@ -28,7 +28,9 @@ class TableSink:
     an item counts at least its total rows divided by it: a batch then never holds more than
     ``rows_per_unit`` × the batch size rows, however many spans and events a trace carries
     (memory), while ordinary traces still count one each. ``insert_settings`` are the engine
-    settings the transform relies on.
+    settings the transform relies on. ``written_last`` names the table inserted after the others:
+    readers run beside the writer, so the row that makes a record visible (a trace) is written
+    once its parts (spans, events) are there.
     """
 
     name = "ClickHouse"
@@ -40,11 +42,13 @@ class TableSink:
         counted_table: str | None = None,
         rows_per_unit: int | None = None,
         insert_settings: Mapping[str, Any] | None = None,
+        written_last: str | None = None,
     ) -> None:
         self._clickhouse = clickhouse
         self._counted = counted_table
         self._rows_per_unit = rows_per_unit
         self._settings = dict(insert_settings or {})
+        self._last = written_last
 
     def size(self, item: TableRows) -> int:
         if self._counted is None:
@@ -60,6 +64,8 @@ class TableSink:
             for table, rows in item.items():
                 if rows:
                     merged.setdefault(table, []).extend(rows)
+        if self._last is not None and self._last in merged:
+            merged[self._last] = merged.pop(self._last)  # re-inserted: now the last key
         for table, rows in merged.items():
             await self._clickhouse.insert_json_rows(table, rows, self._settings)
             ROWS_WRITTEN.labels(table).inc(len(rows))
