@@ -178,6 +178,10 @@ async def run_stack(cfg: infra.InfraConfig, stop: asyncio.Event, guard: Shutdown
         abandoned = await stack.stop(timeout=SERVICES_STOP_SECONDS)
         if abandoned:
             _say(f"did not stop in time, abandoned: {', '.join(abandoned)}")
+            failure = sys.exc_info()[1]
+            if isinstance(failure, StackFailed | SupervisionError):
+                print(f"[up] error: {failure}", file=sys.stderr, flush=True)
+            guard.finish(1 if isinstance(failure, Exception) else 0)  # does not return
 
 
 def _print_banner(

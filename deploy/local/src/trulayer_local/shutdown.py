@@ -75,6 +75,17 @@ class ShutdownGuard:
                 self._timer.daemon = True
                 self._timer.start()
 
+    def finish(self, code: int) -> None:
+        """Stop Kafka and Redis (bounded), drop the pidfile and exit with ``code`` now, without
+        closing the event loop: used when a service's clean-up was abandoned, since closing the
+        loop would wait for that task again."""
+        print("[up] stopping Kafka and Redis", flush=True)
+        infra.stop_all(self.cfg, timeout=INFRA_STOP_SECONDS)
+        stack_pidfile(self.cfg).unlink(missing_ok=True)
+        print("[up] stopped (abandoned clean-ups left to the exit)", flush=True)
+        sys.stdout.flush()
+        os._exit(code)
+
     def force(self, reason: str) -> None:
         """SIGKILL Kafka and Redis, drop the pidfile, and exit 1 now (from any thread)."""
         print(f"[up] {reason}: forcing the stop (SIGKILL to Kafka and Redis)", file=sys.stderr, flush=True)

@@ -10,12 +10,12 @@ processors start in the background, so the gateway accepts ingest whatever their
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from pydantic import SecretStr
@@ -39,6 +39,7 @@ from trulayer_local.infra import InfraError
 
 log = get_logger(__name__)
 BACKGROUND_START_ATTEMPTS = 5
+SLOW_START_WARN_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class LocalStack:
         self.clickhouse: ClickHouse | None = None
         self._runners: list[tuple[ServiceSpec, web.AppRunner]] = []
         self._background: dict[str, asyncio.Task[None]] = {}
+        self._starting: dict[str, asyncio.Future[None]] = {}  # the current start of each background service
 
     async def start(self) -> dict[str, str]:
         """Start every foreground service, in order, and launch the background ones; returns
@@ -164,7 +166,7 @@ class LocalStack:
         1, 2, 4, 8 s; it counts as dead only once the last attempt failed."""
         for attempt in range(1, BACKGROUND_START_ATTEMPTS + 1):
             try:
-                await self._start(spec)
+                await self._start_watched(spec)
                 return
             except Exception as exc:
                 if attempt == BACKGROUND_START_ATTEMPTS:
@@ -178,6 +180,20 @@ class LocalStack:
                     retry_in=delay,
                 )
                 await asyncio.sleep(delay)
+
+    async def _start_watched(self, spec: ServiceSpec) -> None:
+        """:meth:`_start`, saying every ``SLOW_START_WARN_SECONDS`` that it is still going (a
+        stream processor's start can hang: seen once when the broker was killed seconds into an
+        alerter's table recovery; its ``/readyz`` then stays 503)."""
+        started = time.monotonic()
+        start = self._starting[spec.name] = asyncio.ensure_future(self._start(spec))
+        try:
+            while not await _settled(start, SLOW_START_WARN_SECONDS):
+                log.warning("service_still_starting", service=spec.name, seconds=round(time.monotonic() - started))
+        except asyncio.CancelledError:
+            start.cancel()
+            raise
+        start.result()
 
     async def _start(self, spec: ServiceSpec) -> None:
         assert self.clickhouse is not None
@@ -211,24 +227,34 @@ class LocalStack:
     async def stop(self, timeout: float = 6.0) -> list[str]:
         """Stop in reverse order (stream processors, then the gateway stops accepting before the
         worker drains), all within ``timeout`` seconds: a service that has not stopped by its
-        share of the time is abandoned (its clean-up cancelled). Returns the abandoned ones."""
+        share of the time is abandoned (its clean-up cancelled, not waited for: a clean-up that
+        swallows its cancellation, as a faust app still starting can, must not hold the stop).
+        Returns the abandoned ones."""
         deadline = time.monotonic() + timeout
         abandoned: list[str] = []
-        for task in self._background.values():
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await asyncio.wait_for(task, max(deadline - time.monotonic(), 0.1))
+        for name, task in self._background.items():
+            start = self._starting.get(name)
+            for step in (task, start):
+                if step is not None and not step.done():
+                    step.cancel()
+                    if not await _settled(step, max(deadline - time.monotonic(), 0.1)):
+                        abandoned.append(f"{name} (still starting)")
+                        log.warning("service_start_abandoned", service=name)
+                        break
         self._background.clear()
+        self._starting.clear()
         while self._runners:
             spec, runner = self._runners.pop()
             share = max((deadline - time.monotonic()) / (len(self._runners) + 1), 0.5)
+            cleanup = asyncio.ensure_future(runner.cleanup())
             try:
-                await asyncio.wait_for(runner.cleanup(), share)
-                log.info("service_stopped", service=spec.name)
-            except TimeoutError:
-                abandoned.append(spec.name)
-                log.warning("service_stop_abandoned", service=spec.name, seconds=round(share, 1))
+                if await _settled(cleanup, share):
+                    cleanup.result()
+                    log.info("service_stopped", service=spec.name)
+                else:
+                    cleanup.cancel()
+                    abandoned.append(spec.name)
+                    log.warning("service_stop_abandoned", service=spec.name, seconds=round(share, 1))
             except asyncio.CancelledError:
                 # aiokafka's consumer.stop() can re-raise the cancellation of its own fetch task
                 # (seen with the broker gone); only a cancellation of this stop() goes on up.
@@ -243,7 +269,15 @@ class LocalStack:
             # with a traceback that says nothing more than the warning above.
             logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         if self.clickhouse is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.to_thread(self.clickhouse.close), 3.0)
+            closing = asyncio.ensure_future(asyncio.to_thread(self.clickhouse.close))
+            if not await _settled(closing, 3.0):
+                abandoned.append("clickhouse (a call still running)")
             self.clickhouse = None
         return abandoned
+
+
+async def _settled(task: asyncio.Future[Any], timeout: float) -> bool:
+    """Whether ``task`` finished within ``timeout`` (unlike ``wait_for``, never waits for a
+    cancellation to be honoured)."""
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    return bool(done)
