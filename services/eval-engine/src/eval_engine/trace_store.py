@@ -72,6 +72,7 @@ class TraceLoader:
             f"FROM {ch.database}.traces WHERE tenant_id = {{tenant:String}} AND id IN {{ids:Array(String)}} "
             "ORDER BY created_at DESC LIMIT 1 BY id",
             params,
+            quick=True,  # a lookup by key: before queued scans, never held by the read budget
         )
         if not rows:
             return []
@@ -79,6 +80,7 @@ class TraceLoader:
             f"SELECT trace_id, output FROM {ch.database}.spans FINAL WHERE tenant_id = {{tenant:String}} "
             "AND trace_id IN {ids:Array(String)} AND type = 'retrieval' AND output != '' ORDER BY start_time, id",
             params,
+            quick=True,
         )
         retrieved: dict[str, list[str]] = defaultdict(list)
         for span in spans:
