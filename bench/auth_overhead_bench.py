@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import secrets
 import socket
 import statistics
 import sys
@@ -84,6 +85,8 @@ async def _run_mode(name: str, env: dict[str, str], secret: str, chdb: str) -> t
         "CLICKHOUSE_URL": f"chdb://{chdb}",
         "GATEWAY_PORT": str(port),
         "LOG_LEVEL": "WARNING",
+        # A gateway on its own refuses to start without one (it forwards nothing here).
+        "INTERNAL_TOKEN": secrets.token_hex(32),
         **env,
     }
     proc = await asyncio.create_subprocess_exec(
