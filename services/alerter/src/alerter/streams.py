@@ -167,6 +167,16 @@ def build_app(
         # A new group's start is pinned beforehand (start_offsets); a reset reads, never skips.
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        # Static membership, as every other consumer group here (KAFKA_GROUP_INSTANCE_ID): a
+        # restart after kill -9 takes the partitions back at once instead of waiting out the
+        # dead member's session (faust's default is 60 s, during which the alerter was not
+        # started, and a broker restart in that window left its start hanging).
+        consumer_group_instance_id=(
+            f"{settings.kafka_group_instance_id}-{settings.alerter_app_id}"
+            if settings.kafka_group_instance_id
+            else None
+        ),
+        broker_session_timeout=10.0,
         producer_acks=-1,
         loop=asyncio.get_running_loop(),
     )
