@@ -9,6 +9,7 @@ import csv
 import io
 import socket
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -56,9 +57,10 @@ async def test_export_streams_every_matching_trace_of_the_tenant_only(
         lines = (await resp.read()).splitlines()
     rows = [orjson.loads(line) for line in lines]
     assert sorted(r["id"] for r in rows) == sorted(t["id"] for t in sent_a)  # each once, none of b's
-    assert [(r["started_at"], r["id"]) for r in rows] == sorted(
-        ((r["started_at"], r["id"]) for r in rows), reverse=True
-    )
+    # Newest first, as instants: a whole second is written without a fraction ("…:00Z"), which
+    # sorts after "…:00.077Z" as text.
+    order = [(datetime.fromisoformat(r["started_at"]), r["id"]) for r in rows]
+    assert order == sorted(order, reverse=True)
 
     params = {"format": "csv", "model": "claude"}
     async with http.get(url, params=params, headers=a.headers) as resp:

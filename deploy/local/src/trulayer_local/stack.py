@@ -183,8 +183,9 @@ class LocalStack:
 
     async def _start_watched(self, spec: ServiceSpec) -> None:
         """:meth:`_start`, saying every ``SLOW_START_WARN_SECONDS`` that it is still going (a
-        stream processor's start can hang: seen once when the broker was killed seconds into an
-        alerter's table recovery; its ``/readyz`` then stays 503)."""
+        stream processor's start can hang: seen when the alerter, not yet a static group member,
+        waited out a dead member's session and the broker restarted meanwhile; its ``/readyz``
+        stays 503 then)."""
         started = time.monotonic()
         start = self._starting[spec.name] = asyncio.ensure_future(self._start(spec))
         try:
