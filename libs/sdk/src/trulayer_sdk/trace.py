@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from trulayer_sdk.sampling import sampled
 
@@ -52,10 +52,49 @@ def _error_text(exc_type: type[BaseException], exc: BaseException | None, tb: Tr
     return "".join(traceback.format_exception(exc_type, exc, tb))
 
 
-class SpanContext:
+class _Current:
+    """The ``with`` protocol of a trace or a span: entering starts it and makes it the current one
+    of its context variable (``_var``); leaving restores the previous one and ends it."""
+
+    __slots__ = ("_token",)
+    _var: ClassVar[contextvars.ContextVar[Any]]
+    _token: contextvars.Token[Any] | None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def end(
+        self, exc_type: type[BaseException] | None = None, exc: BaseException | None = None, tb: Any = None
+    ) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        self._token = self._var.set(self)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            _reset(self._var, self._token)
+            self._token = None
+        self.end(exc_type, exc, tb)
+
+    async def __aenter__(self) -> Self:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class SpanContext(_Current):
     """One span of a trace. Setters may be called inside the ``with`` block."""
 
-    __slots__ = ("_data", "_start", "_started", "_token", "_trace")
+    __slots__ = ("_data", "_start", "_started", "_trace")
+    _var = _current_span
 
     def __init__(self, trace: TraceContext, name: str, span_type: str = "other") -> None:
         self._trace = trace
@@ -118,30 +157,11 @@ class SpanContext:
         except Exception:  # recording never breaks the application
             logger.debug("trulayer.recording_error", exc_info=True)
 
-    def __enter__(self) -> SpanContext:
-        self.start()
-        self._token = _current_span.set(self)
-        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._token is not None:
-            _reset(_current_span, self._token)
-            self._token = None
-        self.end(exc_type, exc, tb)
-
-    async def __aenter__(self) -> SpanContext:
-        return self.__enter__()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-
-class TraceContext:
+class TraceContext(_Current):
     """One trace. Leaving it hands the trace to the client's background sender."""
+
+    _var = _current_trace
 
     def __init__(
         self,
@@ -228,27 +248,6 @@ class TraceContext:
             return
         # The one call that may raise: in "throw" mode, by the application's choice.
         self._client._record(payload, raising=exc_type is None)
-
-    def __enter__(self) -> TraceContext:
-        self.start()
-        self._token = _current_trace.set(self)
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._token is not None:
-            _reset(_current_trace, self._token)
-            self._token = None
-        self.end(exc_type, exc, tb)
-
-    async def __aenter__(self) -> TraceContext:
-        return self.__enter__()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
     def _payload(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
