@@ -227,6 +227,11 @@ class ClickHouse:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args, **kwargs))
 
+    def _admit(self, change: int) -> None:
+        """Reads running or queued go up or down by ``change`` (the gauge follows)."""
+        self._admitted += change
+        READS_ADMITTED.set(self._admitted)
+
     def _writing(self) -> bool:
         """Whether the writer worked in the last second (ingest is running)."""
         return time.monotonic() - self._wrote_at < 1.0
@@ -240,22 +245,19 @@ class ClickHouse:
         if self._admitted >= limit:
             READS_REFUSED.inc()
             raise ReadCapacityError(self.policy.retry_after_seconds)
-        self._admitted += 1
-        READS_ADMITTED.set(self._admitted)
+        self._admit(1)
         slots = self._slots
         try:
             slot = await slots.acquire(quick)
         except BaseException:
-            self._admitted -= 1
-            READS_ADMITTED.set(self._admitted)
+            self._admit(-1)
             raise
         if not quick and self.policy.duty_cycle < 1:
             try:
                 await self._budget.wait(self._writing)  # holding the reader: the scans behind wait too
             except BaseException:
                 slots.release(slot)
-                self._admitted -= 1
-                READS_ADMITTED.set(self._admitted)
+                self._admit(-1)
                 raise
         loop = asyncio.get_running_loop()
         started = time.monotonic()
@@ -265,8 +267,7 @@ class ClickHouse:
             if not quick and self.policy.duty_cycle < 1:
                 self._budget.spend(time.monotonic() - started)
             slots.release(slot)
-            self._admitted -= 1
-            READS_ADMITTED.set(self._admitted)
+            self._admit(-1)
 
         future.add_done_callback(release)
         try:
